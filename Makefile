@@ -1,0 +1,52 @@
+# twotower: `make setup` once, then `make run-notebooks`; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+KERNEL ?= twotower
+OUTPUT_DIR ?= results
+
+# Notebook parameters, e.g. `make run-notebooks EMBEDDING_DIM=64 EPOCHS=3`
+EMBEDDING_DIM ?=
+EPOCHS ?=
+LEARNING_RATE ?=
+BATCH_SIZE ?=
+SEED ?=
+PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS),-p epochs=$(EPOCHS)) \
+         $(if $(LEARNING_RATE),-p learning_rate=$(LEARNING_RATE)) $(if $(BATCH_SIZE),-p batch_size=$(BATCH_SIZE)) \
+         $(if $(SEED),-p seed=$(SEED))
+
+export TF_USE_LEGACY_KERAS = 1
+export TF_CPP_MIN_LOG_LEVEL = 2
+
+.PHONY: setup all run-notebooks test lint format lab bench clean
+
+all: setup run-notebooks
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (twotower)" \
+		--env TF_USE_LEGACY_KERAS 1 --env TF_CPP_MIN_LOG_LEVEL 2
+	touch $@
+
+run-notebooks: setup
+	$(BIN)/python -m twotower_utils.runner --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(PARAMS)
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format twotower_utils tests benchmarks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny synthetic MovieLens-like data (no TFDS) and the real data when present."""
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import twotower_utils as tt
+from twotower_utils.data import MovieLens, random_split
+
+
+def synthetic_movielens(num_users: int = 24, num_movies: int = 40, per_user: int = 12, seed: int = 0) -> MovieLens:
+    """Users prefer movies of their own 'taste group', so a model can learn something."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(num_users):
+        group = user % 4
+        liked = [m for m in range(num_movies) if m % 4 == group]
+        picks = rng.choice(liked, size=min(per_user, len(liked)), replace=False)
+        for t, movie in enumerate(picks):
+            rows.append(
+                {
+                    "user_id": f"u{user:02d}",
+                    "movie_title": f"Movie {movie:02d} (1990)",
+                    "user_rating": float(rng.integers(1, 6)),
+                    "timestamp": int(1000 * user + t),
+                }
+            )
+    ratings = pd.DataFrame(rows)
+    movies = pd.DataFrame(
+        {
+            "movie_title": [f"Movie {m:02d} (1990)" for m in range(num_movies)],
+            "movie_id": [str(m) for m in range(num_movies)],
+            "movie_genres": [[m % 3] for m in range(num_movies)],
+        }
+    )
+    return MovieLens.from_frames(ratings, movies, ["Action", "Comedy", "Drama"])
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> MovieLens:
+    return synthetic_movielens()
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_data):
+    return random_split(tiny_data, seed=3, train_fraction=0.75)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> tt.ExperimentConfig:
+    return tt.ExperimentConfig(
+        embedding_dim=8, epochs=3, batch_size=32, eval_batch_size=17, learning_rate=0.5, seed=7, ks=(1, 3, 5, 10)
+    )
+
+
+def real_data_dir() -> str:
+    """TFDS_DATA_DIR holding MovieLens, or skip (fail under CI, where it must be there)."""
+    folder = os.environ.get("TFDS_DATA_DIR")
+    if folder and os.path.isdir(os.path.join(folder, "movielens", "100k-ratings")):
+        return folder
+    if os.environ.get("CI"):
+        pytest.fail("CI must set TFDS_DATA_DIR to a folder holding movielens/100k-ratings")
+    pytest.skip("MovieLens 100K not found: set TFDS_DATA_DIR")
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    from twotower_utils.experiment import load_data
+
+    return load_data(real_data_dir(), download=False)

@@ -1,0 +1,46 @@
+import pytest
+
+from twotower_utils import ConfigError, ExperimentConfig
+
+
+def test_defaults_are_the_report_recipe():
+    config = ExperimentConfig()
+    assert (config.embedding_dim, config.epochs, config.learning_rate) == (32, 10, 0.1)
+    assert (config.batch_size, config.eval_batch_size, config.optimizer) == (8192, 4096, "adagrad")
+    assert (config.seed, config.train_fraction, config.split) == (42, 0.8, "random")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"embedding_dim": 0}, "embedding_dim"),
+        ({"embedding_dim": 3.5}, "embedding_dim"),
+        ({"epochs": 0}, "epochs"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+        ({"batch_size": True}, "batch_size"),
+        ({"train_fraction": 1.0}, "train_fraction"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"split": "by-user"}, "split"),
+        ({"ks": (10, 5)}, "ks"),
+        ({"ks": ()}, "ks"),
+    ],
+)
+def test_bad_values_give_one_clear_error(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        ExperimentConfig(**changes)
+
+
+def test_replace_validates_and_rejects_unknown_names():
+    config = ExperimentConfig().replace(embedding_dim=64)
+    assert config.embedding_dim == 64
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        config.replace(dimension=3)
+    with pytest.raises(ConfigError):
+        config.replace(epochs=-3)
+
+
+def test_dict_round_trip_ignores_foreign_keys():
+    config = ExperimentConfig(embedding_dim=16, ks=[1, 10])
+    again = ExperimentConfig.from_dict({**config.to_dict(), "not_a_parameter": 1})
+    assert again == config and again.ks == (1, 10)

@@ -1,0 +1,93 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower_utils.evaluation import (
+    candidates_beating,
+    factorized_topk_reference,
+    hit_rates_from_counts,
+    metric_name,
+    seen_matrix,
+    topk_accuracy,
+)
+from twotower_utils.model import build_model
+from twotower_utils.training import train
+
+
+class FixedTower:
+    def __init__(self, table):
+        self.table = np.asarray(table, dtype=np.float32)
+
+    def embed_all(self):
+        import tensorflow as tf
+
+        return tf.constant(self.table)
+
+
+class FixedModel:
+    """A 'model' with hand-made embedding tables (row 0 = out-of-vocabulary)."""
+
+    def __init__(self, users, movies):
+        self.user_tower, self.movie_tower = FixedTower(users), FixedTower(movies)
+
+
+def _frame(pairs):
+    return pd.DataFrame({"user_idx": [u for u, _ in pairs], "movie_idx": [m for _, m in pairs]})
+
+
+@pytest.fixture
+def hand_model():
+    # 1-d embeddings: the score of user 1 for movie m is the movie's value
+    users = [[0.0], [1.0], [-1.0]]
+    movies = [[0.0], [3.0], [1.0], [2.0], [2.0]]  # movies 1..4 score 3, 1, 2, 2 for user 1
+    return FixedModel(users, movies)
+
+
+def test_counts_and_ties_on_a_hand_made_case(hand_model):
+    counts = candidates_beating(hand_model, _frame([(1, 1), (1, 3), (1, 4), (1, 2), (2, 2)]))
+    # movie 3 ties with movie 4: neither beats the other (ties count as hits, as in FactorizedTopK)
+    assert counts.tolist() == [0, 1, 1, 3, 0]
+    rates = hit_rates_from_counts(counts, (1, 2, 4))
+    assert rates == {1: 0.4, 2: 0.8, 4: 1.0}
+
+
+def test_excluding_seen_movies_never_excludes_the_true_one(hand_model):
+    seen = seen_matrix(_frame([(1, 1), (1, 2)]), num_users=2, num_movies=4)
+    # user 1 saw movies 1 and 2; for a test on movie 3, movie 1 no longer beats it
+    assert candidates_beating(hand_model, _frame([(1, 3), (1, 2)]), exclude=seen).tolist() == [0, 2]
+
+
+def test_a_user_with_no_hits(hand_model):
+    assert topk_accuracy(hand_model, _frame([(1, 2)]), ks=(1, 2, 3)) == {1: 0.0, 2: 0.0, 3: 0.0}
+
+
+def test_empty_frame_gives_nan(hand_model):
+    rates = topk_accuracy(hand_model, _frame([]).astype(int), ks=(1,))
+    assert np.isnan(rates[1])
+
+
+def test_fast_evaluator_equals_factorized_topk(tiny_data, tiny_split, tiny_config):
+    model = train(tiny_config, tiny_data, tiny_split, verbose=0, curves=False).model
+    for frame in (tiny_split.test, tiny_split.train):
+        fast = topk_accuracy(model, frame, tiny_config.ks, batch_size=13, tfrs_compatible=True)
+        reference = factorized_topk_reference(model, frame, batch_size=13)
+        assert set(reference) == set(tiny_config.ks)
+        for k in tiny_config.ks:
+            assert fast[k] == pytest.approx(reference[k], abs=1e-6)
+        # without TFRS's self-rounding artefact a movie can only rank higher, never lower
+        exact = candidates_beating(model, frame, batch_size=13)
+        compatible = candidates_beating(model, frame, batch_size=13, tfrs_compatible=True)
+        assert np.all((compatible - exact >= 0) & (compatible - exact <= 1))
+    assert 0 < fast[10] <= 1
+
+
+def test_batch_size_does_not_change_the_result(tiny_data, tiny_split, tiny_config):
+    model = build_model(tiny_config, tiny_data)
+    one = candidates_beating(model, tiny_split.train, batch_size=7)
+    two = candidates_beating(model, tiny_split.train, batch_size=1000)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_metric_names_match_tfrs():
+    assert metric_name(5) == "factorized_top_k/top_5_categorical_accuracy"
+    assert metric_name(5, "val_") == "val_factorized_top_k/top_5_categorical_accuracy"

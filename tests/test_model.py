@@ -1,0 +1,72 @@
+import numpy as np
+import tensorflow as tf
+
+from twotower_utils.data import interactions_dataset
+from twotower_utils.model import (
+    build_model,
+    in_batch_scores,
+    in_batch_softmax_loss,
+    parameter_counts,
+    sampled_sigmoid_loss,
+)
+
+
+def test_parameter_counts_are_vocabulary_plus_one_times_dim(tiny_data, tiny_config):
+    model = build_model(tiny_config, tiny_data)
+    assert parameter_counts(model) == {
+        "user_tower": (tiny_data.num_users + 1) * 8,
+        "movie_tower": (tiny_data.num_movies + 1) * 8,
+    }
+
+
+def test_report_parameter_counts_on_real_vocabulary(real_data):
+    from twotower_utils import ExperimentConfig
+
+    counts = parameter_counts(build_model(ExperimentConfig(embedding_dim=32), real_data))
+    assert counts == {"user_tower": 30_208, "movie_tower": 53_280}
+
+
+def test_towers_accept_strings_and_integer_ids(tiny_data, tiny_config):
+    model = build_model(tiny_config, tiny_data)
+    strings = tf.constant(list(tiny_data.movie_vocabulary[:3]) + ["unknown title"])
+    integers = tf.constant([1, 2, 3, 0], dtype=tf.int64)
+    np.testing.assert_array_equal(model.movie_tower(strings).numpy(), model.movie_tower(integers).numpy())
+
+
+def test_same_seed_same_initial_weights(tiny_data, tiny_config):
+    first = build_model(tiny_config, tiny_data).user_tower.embed_all().numpy()
+    second = build_model(tiny_config, tiny_data).user_tower.embed_all().numpy()
+    other = build_model(tiny_config.replace(seed=8), tiny_data).user_tower.embed_all().numpy()
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, other)
+
+
+def test_retrieval_task_is_in_batch_softmax(tiny_data, tiny_split, tiny_config):
+    model = build_model(tiny_config, tiny_data)
+    batch = next(iter(interactions_dataset(tiny_split.train, 16, seed=0)))
+    # non-trivial embeddings so the two losses differ clearly
+    users = model.user_tower(batch["user_id"]) * 50.0
+    movies = model.movie_tower(batch["movie_title"]) * 50.0
+    task_loss = float(model.task(users, movies, compute_metrics=False))
+    assert np.isclose(task_loss, float(in_batch_softmax_loss(users, movies)), rtol=1e-5)
+    assert not np.isclose(task_loss, float(sampled_sigmoid_loss(users, movies)), rtol=1e-2)
+
+
+def test_losses_on_a_hand_made_batch():
+    users = tf.constant([[1.0, 0.0], [0.0, 1.0]])
+    movies = tf.constant([[2.0, 0.0], [0.0, 1.0]])
+    # logits [[2, 0], [0, 1]]
+    softmax = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(np.exp(1) / (1 + np.exp(1))))
+    assert np.isclose(float(in_batch_softmax_loss(users, movies)), softmax, rtol=1e-6)
+
+    def sig(x):
+        return 1 / (1 + np.exp(-x))
+
+    sigmoid = -(np.log(sig(2)) + np.log(1 - sig(0)) + np.log(1 - sig(0)) + np.log(sig(1)))
+    assert np.isclose(float(sampled_sigmoid_loss(users, movies)), sigmoid, rtol=1e-6)
+
+
+def test_in_batch_scores_shape(tiny_data, tiny_config):
+    model = build_model(tiny_config, tiny_data)
+    scores = in_batch_scores(model, tf.constant([1, 2, 3], tf.int64), tf.constant([4, 5, 6], tf.int64))
+    assert scores.shape == (3, 3)

@@ -1,0 +1,27 @@
+"""Reusable code for the twotower notebook series.
+
+TensorFlow Recommenders 0.7.7 needs Keras 2 (``tf-keras``).  TensorFlow picks its Keras
+at first import from ``TF_USE_LEGACY_KERAS``, so this package sets it before anything
+imports TensorFlow (tensorflow_datasets imports TensorFlow too).
+"""
+
+import os
+import sys
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+if "tensorflow" in sys.modules:  # imported before us: check it picked Keras 2
+    _keras = getattr(sys.modules["tensorflow"], "keras", None)
+    _version = getattr(_keras, "__version__", "2")
+    if _version and not str(_version).startswith("2"):
+        raise ImportError(
+            "TensorFlow was imported with Keras 3 before twotower_utils. Set "
+            "TF_USE_LEGACY_KERAS=1 before the first TensorFlow import (the 'twotower' "
+            "Jupyter kernel does this), or import twotower_utils first."
+        )
+
+from twotower_utils.config import ConfigError, ExperimentConfig  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["ConfigError", "ExperimentConfig", "__version__"]

@@ -1,0 +1,50 @@
+"""What every notebook does first: load the data, split it, and get a trained model
+(from ``output_dir`` when an earlier notebook saved one for the same config)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pandas as pd
+
+from twotower_utils.config import ExperimentConfig
+from twotower_utils.data import MovieLens, Split, make_split
+from twotower_utils.model import build_model
+from twotower_utils.results import load_model_weights, load_saved_config, save_model
+from twotower_utils.training import TrainingResult, train
+
+
+@functools.lru_cache(maxsize=4)
+def load_data(data_dir: str | None = None, download: bool = True) -> MovieLens:
+    """``MovieLens.load`` once per process (notebooks and widgets call it repeatedly)."""
+    return MovieLens.load(data_dir, download)
+
+
+def prepare(config: ExperimentConfig, data_dir: str | None = None) -> tuple[MovieLens, Split]:
+    """The data and the config's split."""
+    data = load_data(data_dir)
+    return data, make_split(data, config.split, config.seed, config.train_fraction)
+
+
+def load_or_train(
+    config: ExperimentConfig, data: MovieLens, split: Split, output_dir: str | os.PathLike, verbose: int | str = "auto"
+) -> tuple[TrainingResult, bool]:
+    """The model saved in ``output_dir`` if it was trained with exactly ``config``;
+    otherwise train one and save it there.  Returns the result and whether it was loaded."""
+    saved = load_saved_config(output_dir)
+    if saved is not None and saved.get("config") == config.to_dict():
+        model = build_model(config, data)
+        load_model_weights(model, output_dir)
+        history = pd.DataFrame(saved["history"]["data"], columns=saved["history"]["columns"])
+        return TrainingResult(model, history, float(saved["seconds"])), True
+    result = train(config, data, split, verbose=verbose)
+    save_training(result, config, output_dir)
+    return result, False
+
+
+def save_training(result: TrainingResult, config: ExperimentConfig, output_dir: str | os.PathLike) -> None:
+    """Save the model with its config, history and training time, for ``load_or_train``."""
+    history = result.history.to_dict("split")
+    extra = {"history": {"columns": history["columns"], "data": history["data"]}, "seconds": result.seconds}
+    save_model(result.model, config, output_dir, extra=extra)

@@ -1,0 +1,107 @@
+"""The two towers and the TFRS retrieval model that joins them with a dot product."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from twotower_utils.config import ExperimentConfig
+from twotower_utils.data import MovieLens
+
+
+class Tower(tf.keras.Model):
+    """Id -> embedding.  Accepts raw strings (looked up with ``StringLookup``) or the
+    integer ids the training pipeline already made, so training needs no lookup."""
+
+    def __init__(self, vocabulary: np.ndarray, embedding_dim: int, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.lookup = tf.keras.layers.StringLookup(vocabulary=list(vocabulary), mask_token=None, name="lookup")
+        self.embedding = tf.keras.layers.Embedding(self.lookup.vocabulary_size(), embedding_dim, name="embedding")
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        if inputs.dtype == tf.string:
+            inputs = self.lookup(inputs)
+        return self.embedding(inputs)
+
+    def embed_all(self) -> tf.Tensor:
+        """Embeddings of every id, row ``i`` for integer id ``i`` (row 0: out-of-vocabulary)."""
+        return self.embedding(tf.range(self.lookup.vocabulary_size(), dtype=tf.int64))
+
+
+class TwoTowerModel(tfrs.Model):
+    """Score = <user tower(user), movie tower(movie)>, trained with ``tfrs.tasks.Retrieval``."""
+
+    def __init__(
+        self, user_tower: Tower, movie_tower: Tower, task: tfrs.tasks.Retrieval, metrics_in_training: bool
+    ) -> None:
+        super().__init__()
+        self.user_tower = user_tower
+        self.movie_tower = movie_tower
+        self.task = task
+        self.metrics_in_training = metrics_in_training
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        user_embeddings = self.user_tower(features["user_id"])
+        movie_embeddings = self.movie_tower(features["movie_title"])
+        compute_metrics = self.metrics_in_training or not training
+        return self.task(user_embeddings, movie_embeddings, compute_metrics=compute_metrics)
+
+
+def build_towers(data: MovieLens, embedding_dim: int) -> tuple[Tower, Tower]:
+    """The user tower (user id) and movie tower (movie title)."""
+    return (
+        Tower(data.user_vocabulary, embedding_dim, name="user_tower"),
+        Tower(data.movie_vocabulary, embedding_dim, name="movie_tower"),
+    )
+
+
+def build_model(config: ExperimentConfig, data: MovieLens) -> TwoTowerModel:
+    """A compiled two-tower model; ``FactorizedTopK`` over every movie title is its task metric."""
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()  # same seed, same numbers (and no slower here)
+    user_tower, movie_tower = build_towers(data, config.embedding_dim)
+    for tower in (user_tower, movie_tower):
+        tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
+    candidate_titles = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary)
+    metrics = tfrs.metrics.FactorizedTopK(candidates=candidate_titles.batch(128).map(movie_tower), ks=config.ks)
+    task = tfrs.tasks.Retrieval(metrics=metrics)
+    model = TwoTowerModel(user_tower, movie_tower, task, config.metrics_in_training)
+    model.compile(optimizer=make_optimizer(config), jit_compile=config.jit_compile)
+    return model
+
+
+def make_optimizer(config: ExperimentConfig) -> tf.keras.optimizers.Optimizer:
+    optimizers = {
+        "adagrad": tf.keras.optimizers.Adagrad,
+        "adam": tf.keras.optimizers.Adam,
+        "sgd": tf.keras.optimizers.SGD,
+    }
+    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+
+
+def parameter_counts(model: TwoTowerModel) -> dict[str, int]:
+    """Trainable parameters of each tower (the report: 30,208 and 53,280 at dimension 32)."""
+    return {
+        "user_tower": int(model.user_tower.count_params()),
+        "movie_tower": int(model.movie_tower.count_params()),
+    }
+
+
+def in_batch_softmax_loss(user_embeddings: tf.Tensor, movie_embeddings: tf.Tensor) -> tf.Tensor:
+    """What ``tfrs.tasks.Retrieval`` computes: softmax cross-entropy of each user over the
+    batch's movies (its own movie is the positive, the others are negatives), summed."""
+    logits = tf.matmul(user_embeddings, movie_embeddings, transpose_b=True)
+    return -tf.reduce_sum(tf.linalg.diag_part(tf.nn.log_softmax(logits, axis=1)))
+
+
+def sampled_sigmoid_loss(user_embeddings: tf.Tensor, movie_embeddings: tf.Tensor) -> tf.Tensor:
+    """The report's formula: logistic loss with the batch's other movies as negatives, summed."""
+    logits = tf.matmul(user_embeddings, movie_embeddings, transpose_b=True)
+    labels = tf.eye(tf.shape(logits)[0])
+    return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def in_batch_scores(model: TwoTowerModel, user_ids: tf.Tensor, movie_ids: tf.Tensor) -> tf.Tensor:
+    """The ``[batch, batch]`` score matrix of a batch: row i is user i against every movie of the batch."""
+    return tf.matmul(model.user_tower(user_ids), model.movie_tower(movie_ids), transpose_b=True)

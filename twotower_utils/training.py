@@ -1,0 +1,85 @@
+"""Training: the report's recipe, with per-epoch top-k curves from the fast evaluator."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import tensorflow as tf
+
+from twotower_utils.config import ExperimentConfig
+from twotower_utils.data import MovieLens, Split, interactions_dataset
+from twotower_utils.evaluation import metric_name, topk_accuracy
+from twotower_utils.model import TwoTowerModel, build_model
+
+
+class TopKCurves(tf.keras.callbacks.Callback):
+    """At each epoch end, add train and test top-k accuracy to the Keras logs.
+
+    Keys match what TFRS logs (``factorized_top_k/top_k_categorical_accuracy`` for train,
+    ``val_``-prefixed for test), so the history looks as if ``FactorizedTopK`` had run,
+    while training itself runs without metrics.  Train numbers here use the end-of-epoch
+    weights; TFRS's in-training numbers average over the epoch's changing weights.
+    """
+
+    def __init__(self, split: Split, ks, batch_size: int = 4096, include_train: bool = True) -> None:
+        super().__init__()
+        self.split = split
+        self.ks = tuple(ks)
+        self.batch_size = batch_size
+        self.include_train = include_train
+        self.seconds = 0.0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        start = time.perf_counter()
+        frames = [("val_", self.split.test)]
+        if self.include_train:
+            frames.insert(0, ("", self.split.train))
+        for prefix, frame in frames:
+            for k, value in topk_accuracy(self.model, frame, self.ks, self.batch_size).items():
+                logs[metric_name(k, prefix)] = value
+        self.seconds += time.perf_counter() - start
+
+
+@dataclass
+class TrainingResult:
+    model: TwoTowerModel
+    history: pd.DataFrame
+    seconds: float
+
+    def final(self, k: int, test: bool = True) -> float:
+        return float(self.history[metric_name(k, "val_" if test else "")].iloc[-1])
+
+
+def train(
+    config: ExperimentConfig,
+    data: MovieLens,
+    split: Split,
+    verbose: int | str = "auto",
+    curves: bool = True,
+    callbacks: list[tf.keras.callbacks.Callback] | None = None,
+) -> TrainingResult:
+    """Build and fit a model; the history has one row per epoch (``epoch`` 1..n).
+
+    With ``curves`` (default) train/test top-k come from ``TopKCurves``; with
+    ``config.metrics_in_training`` TFRS computes them inside training, the slow way.
+    """
+    model = build_model(config, data)
+    train_ds = interactions_dataset(split.train, config.batch_size, seed=config.seed)
+    all_callbacks = list(callbacks or [])
+    validation = None
+    if curves and not config.metrics_in_training:
+        all_callbacks.insert(0, TopKCurves(split, config.ks, config.eval_batch_size))
+    elif curves:
+        validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False)
+    start = time.perf_counter()
+    keras_history = model.fit(
+        train_ds, epochs=config.epochs, validation_data=validation, callbacks=all_callbacks, verbose=verbose
+    )
+    seconds = time.perf_counter() - start
+    history = pd.DataFrame(keras_history.history)
+    history.insert(0, "epoch", range(1, len(history) + 1))
+    return TrainingResult(model, history, seconds)
