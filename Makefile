@@ -18,7 +18,7 @@ PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS)
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench clean
+.PHONY: setup all run-notebooks test lint format lab bench sweep clean
 
 all: setup run-notebooks
 
@@ -45,8 +45,20 @@ lint: setup
 format: setup
 	$(BIN)/ruff format twotower_utils tests benchmarks
 
+bench: setup
+	$(BIN)/python benchmarks/bench_training.py --output $(OUTPUT_DIR)/bench/training.json
+
 lab: setup
 	$(BIN)/jupyter lab notebooks/
+
+# Embedding-dimension sweep (notebook 05): cached per (dim, seed, config), a rerun only trains what is missing.
+DIMS  ?= 8 16 32 64 128 256
+SEEDS ?=
+SWEEP_DIR ?= $(OUTPUT_DIR)/sweep
+sweep: setup
+	$(BIN)/python -m twotower_utils.sweep --dims $(DIMS) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+		$(if $(LEARNING_RATE),--learning-rate $(LEARNING_RATE)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
+		--output-dir $(SWEEP_DIR)
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -1,14 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from twotower_utils.data import interactions_dataset
-from twotower_utils.model import (
-    build_model,
-    in_batch_scores,
-    in_batch_softmax_loss,
-    parameter_counts,
-    sampled_sigmoid_loss,
-)
+from twotower_utils.model import build_model, in_batch_scores, parameter_counts
 
 
 def test_parameter_counts_are_vocabulary_plus_one_times_dim(tiny_data, tiny_config):
@@ -39,31 +32,6 @@ def test_same_seed_same_initial_weights(tiny_data, tiny_config):
     other = build_model(tiny_config.replace(seed=8), tiny_data).user_tower.embed_all().numpy()
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
-
-
-def test_retrieval_task_is_in_batch_softmax(tiny_data, tiny_split, tiny_config):
-    model = build_model(tiny_config, tiny_data)
-    batch = next(iter(interactions_dataset(tiny_split.train, 16, seed=0)))
-    # non-trivial embeddings so the two losses differ clearly
-    users = model.user_tower(batch["user_id"]) * 50.0
-    movies = model.movie_tower(batch["movie_title"]) * 50.0
-    task_loss = float(model.task(users, movies, compute_metrics=False))
-    assert np.isclose(task_loss, float(in_batch_softmax_loss(users, movies)), rtol=1e-5)
-    assert not np.isclose(task_loss, float(sampled_sigmoid_loss(users, movies)), rtol=1e-2)
-
-
-def test_losses_on_a_hand_made_batch():
-    users = tf.constant([[1.0, 0.0], [0.0, 1.0]])
-    movies = tf.constant([[2.0, 0.0], [0.0, 1.0]])
-    # logits [[2, 0], [0, 1]]
-    softmax = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(np.exp(1) / (1 + np.exp(1))))
-    assert np.isclose(float(in_batch_softmax_loss(users, movies)), softmax, rtol=1e-6)
-
-    def sig(x):
-        return 1 / (1 + np.exp(-x))
-
-    sigmoid = -(np.log(sig(2)) + np.log(1 - sig(0)) + np.log(1 - sig(0)) + np.log(sig(1)))
-    assert np.isclose(float(sampled_sigmoid_loss(users, movies)), sigmoid, rtol=1e-6)
 
 
 def test_in_batch_scores_shape(tiny_data, tiny_config):

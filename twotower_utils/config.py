@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 OPTIMIZERS = ("adagrad", "adam", "sgd")
-SPLITS = ("random", "temporal")
+SPLITS = ("random", "temporal", "leave_latest")
+USER_FEATURES = ("age", "gender", "occupation", "zip")
+MOVIE_FEATURES = ("genres", "year")
+NEGATIVES = ("in_batch", "catalogue")
 
 
 class ConfigError(ValueError):
@@ -36,9 +39,20 @@ class ExperimentConfig:
     ks: tuple[int, ...] = (1, 5, 10, 50, 100)
     metrics_in_training: bool = False
     jit_compile: bool = False
+    # Two-tower switches (issue 4); every default keeps the report's recipe.
+    logq_correction: float = 0.0  # subtract this times log(training frequency) of each in-batch candidate
+    remove_accidental_hits: bool = False  # a batch's other copies of the positive movie are no negatives
+    temperature: float = 1.0  # logits divided by this
+    normalize_embeddings: bool = False  # L2-normalise both towers' outputs (cosine scores)
+    l2_regularization: float = 0.0  # L2 penalty on the embedding tables (per looked-up row)
+    user_features: tuple[str, ...] = ()  # side features of the user tower, from USER_FEATURES
+    movie_features: tuple[str, ...] = ()  # side features of the movie tower, from MOVIE_FEATURES
+    tower_layers: tuple[int, ...] = ()  # hidden Dense(relu) sizes before each tower's output layer
+    negatives: str = "in_batch"  # "in_batch" (TFRS Retrieval) or "catalogue" (full softmax over every movie)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ks", tuple(self.ks))
+        for name in ("ks", "user_features", "movie_features", "tower_layers"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         _check_int(self, "embedding_dim", 1, 4096)
         _check_int(self, "epochs", 1, 10_000)
         _check_int(self, "batch_size", 1, 1_000_000)
@@ -56,6 +70,20 @@ class ExperimentConfig:
             raise ConfigError(f"ks must be positive whole numbers, got {self.ks!r}")
         if list(self.ks) != sorted(set(self.ks)):
             raise ConfigError(f"ks must be increasing without repeats, got {self.ks!r}")
+        if not _is_number(self.logq_correction) or not 0 <= self.logq_correction <= 2:
+            raise ConfigError(f"logq_correction must be a number from 0 (off) to 2, got {self.logq_correction!r}")
+        if not _is_number(self.temperature) or not self.temperature > 0:
+            raise ConfigError(f"temperature must be a positive number, got {self.temperature!r}")
+        if not _is_number(self.l2_regularization) or self.l2_regularization < 0:
+            raise ConfigError(f"l2_regularization must be a number >= 0, got {self.l2_regularization!r}")
+        for name, allowed in (("user_features", USER_FEATURES), ("movie_features", MOVIE_FEATURES)):
+            chosen = getattr(self, name)
+            if any(f not in allowed for f in chosen) or len(set(chosen)) != len(chosen):
+                raise ConfigError(f"{name} must be distinct names from {allowed}, got {chosen!r}")
+        if self.negatives not in NEGATIVES:
+            raise ConfigError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
+        if any(not _is_int(n) or not 1 <= n <= 4096 for n in self.tower_layers):
+            raise ConfigError(f"tower_layers must be whole numbers from 1 to 4096, got {self.tower_layers!r}")
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         """A copy with some parameters changed (validated again)."""
@@ -66,7 +94,8 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["ks"] = list(self.ks)
+        for name in ("ks", "user_features", "movie_features", "tower_layers"):
+            data[name] = list(getattr(self, name))
         return data
 
     def to_json(self) -> str:

@@ -174,24 +174,52 @@ def temporal_split(data: MovieLens, train_fraction: float = 0.8) -> Split:
     )
 
 
+def leave_latest_split(data: MovieLens, train_fraction: float = 0.8) -> Split:
+    """Per-user leave-latest-out: each user's latest ``1 - train_fraction`` of ratings (at least one) test."""
+    if "timestamp" not in data.ratings.columns:
+        raise ValueError("a leave-latest split needs the 'timestamp' column")
+    ordered = data.ratings.sort_values(["user_idx", "timestamp"], kind="stable")
+    position = ordered.groupby("user_idx").cumcount().to_numpy()
+    sizes = ordered.groupby("user_idx")["user_idx"].transform("size").to_numpy()
+    num_test = np.maximum(1, np.round(sizes * (1 - train_fraction)).astype(int))
+    is_test = position >= sizes - num_test
+    return Split(ordered[~is_test].reset_index(drop=True), ordered[is_test].reset_index(drop=True), "leave_latest")
+
+
+def validation_split(train: pd.DataFrame, fraction: float = 0.1, seed: int = 0) -> Split:
+    """Carve a random validation part out of the training frame (for tuning; the test set stays untouched)."""
+    order = np.random.default_rng(seed).permutation(len(train))
+    num_validation = int(round(len(train) * fraction))
+    return Split(
+        train.iloc[order[num_validation:]].reset_index(drop=True),
+        train.iloc[order[:num_validation]].reset_index(drop=True),
+        "validation",
+    )
+
+
 def make_split(data: MovieLens, split: str = "random", seed: int = 42, train_fraction: float = 0.8) -> Split:
     """The split an experiment asks for by name."""
     if split == "random":
         return random_split(data, seed, train_fraction)
     if split == "temporal":
         return temporal_split(data, train_fraction)
-    raise ValueError(f"unknown split {split!r}; use 'random' or 'temporal'")
+    if split == "leave_latest":
+        return leave_latest_split(data, train_fraction)
+    raise ValueError(f"unknown split {split!r}; use 'random', 'temporal' or 'leave_latest'")
 
 
 def interactions_dataset(
-    frame: pd.DataFrame, batch_size: int, seed: int | None = None, shuffle: bool = True
+    frame: pd.DataFrame, batch_size: int, seed: int | None = None, shuffle: bool = True, strings: bool = False
 ) -> tf.data.Dataset:
-    """Cached, (re)shuffled, batched, prefetched ``{user_id, movie_title}`` integer-id pipeline."""
+    """Cached, (re)shuffled, batched, prefetched ``{user_id, movie_title}`` pipeline of integer
+    ids (``strings=True``: the raw strings, for models that do their own lookups)."""
     if frame.empty:
         raise ValueError("cannot build a pipeline from an empty frame")
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {"user_id": frame["user_idx"].to_numpy(np.int64), "movie_title": frame["movie_idx"].to_numpy(np.int64)}
-    ).cache()
+    if strings:
+        columns = {"user_id": frame["user_id"].to_numpy(str), "movie_title": frame["movie_title"].to_numpy(str)}
+    else:
+        columns = {"user_id": frame["user_idx"].to_numpy(np.int64), "movie_title": frame["movie_idx"].to_numpy(np.int64)}
+    dataset = tf.data.Dataset.from_tensor_slices(columns).cache()
     if shuffle:
         dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

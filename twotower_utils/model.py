@@ -8,6 +8,7 @@ import tensorflow_recommenders as tfrs
 
 from twotower_utils.config import ExperimentConfig
 from twotower_utils.data import MovieLens
+from twotower_utils.losses import retrieval_loss
 
 
 class Tower(tf.keras.Model):
@@ -44,8 +45,9 @@ class TwoTowerModel(tfrs.Model):
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_embeddings = self.user_tower(features["user_id"])
         movie_embeddings = self.movie_tower(features["movie_title"])
-        compute_metrics = self.metrics_in_training or not training
-        return self.task(user_embeddings, movie_embeddings, compute_metrics=compute_metrics)
+        if training and not self.metrics_in_training:  # lean: same loss on distinct ids, no label matrix
+            return retrieval_loss(user_embeddings, movie_embeddings, features["user_id"], features["movie_title"])
+        return self.task(user_embeddings, movie_embeddings, compute_metrics=not training or self.metrics_in_training)
 
 
 def build_towers(data: MovieLens, embedding_dim: int) -> tuple[Tower, Tower]:
@@ -56,10 +58,14 @@ def build_towers(data: MovieLens, embedding_dim: int) -> tuple[Tower, Tower]:
     )
 
 
-def build_model(config: ExperimentConfig, data: MovieLens) -> TwoTowerModel:
+def build_model(config: ExperimentConfig, data: MovieLens, train_frame=None) -> TwoTowerModel:
     """A compiled two-tower model; ``FactorizedTopK`` over every movie title is its task metric."""
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same numbers (and no slower here)
+    from twotower_utils.improvements import build_improved_model, uses_switches
+
+    if uses_switches(config):  # issue-4 switches (logQ, side features, ...); train_frame gives logQ's frequencies
+        return build_improved_model(config, data, train_frame)
     user_tower, movie_tower = build_towers(data, config.embedding_dim)
     for tower in (user_tower, movie_tower):
         tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
@@ -86,20 +92,6 @@ def parameter_counts(model: TwoTowerModel) -> dict[str, int]:
         "user_tower": int(model.user_tower.count_params()),
         "movie_tower": int(model.movie_tower.count_params()),
     }
-
-
-def in_batch_softmax_loss(user_embeddings: tf.Tensor, movie_embeddings: tf.Tensor) -> tf.Tensor:
-    """What ``tfrs.tasks.Retrieval`` computes: softmax cross-entropy of each user over the
-    batch's movies (its own movie is the positive, the others are negatives), summed."""
-    logits = tf.matmul(user_embeddings, movie_embeddings, transpose_b=True)
-    return -tf.reduce_sum(tf.linalg.diag_part(tf.nn.log_softmax(logits, axis=1)))
-
-
-def sampled_sigmoid_loss(user_embeddings: tf.Tensor, movie_embeddings: tf.Tensor) -> tf.Tensor:
-    """The report's formula: logistic loss with the batch's other movies as negatives, summed."""
-    logits = tf.matmul(user_embeddings, movie_embeddings, transpose_b=True)
-    labels = tf.eye(tf.shape(logits)[0])
-    return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
 def in_batch_scores(model: TwoTowerModel, user_ids: tf.Tensor, movie_ids: tf.Tensor) -> tf.Tensor:

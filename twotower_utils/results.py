@@ -36,6 +36,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         json.dump(_jsonable(data), handle, indent=2, sort_keys=True)
         handle.write("\n")
         temporary = handle.name
+    os.chmod(temporary, 0o644)  # temporary files are private; the result is an ordinary file
     os.replace(temporary, path)
 
 
@@ -74,6 +75,7 @@ def save_model(model, config, output_dir: str | os.PathLike, extra: dict[str, An
     try:
         model.save_weights(str(staging / "weights"))
         write_json_atomic(staging / "config.json", {"config": config.to_dict(), **(extra or {})})
+        os.chmod(staging, 0o755)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)

@@ -48,7 +48,8 @@ class TopKCurves(tf.keras.callbacks.Callback):
 class TrainingResult:
     model: TwoTowerModel
     history: pd.DataFrame
-    seconds: float
+    seconds: float  # the whole fit, curves included
+    curve_seconds: float = 0.0  # of which spent computing the per-epoch top-k curves
 
     def final(self, k: int, test: bool = True) -> float:
         return float(self.history[metric_name(k, "val_" if test else "")].iloc[-1])
@@ -67,12 +68,14 @@ def train(
     With ``curves`` (default) train/test top-k come from ``TopKCurves``; with
     ``config.metrics_in_training`` TFRS computes them inside training, the slow way.
     """
-    model = build_model(config, data)
+    model = build_model(config, data, split.train)
     train_ds = interactions_dataset(split.train, config.batch_size, seed=config.seed)
     all_callbacks = list(callbacks or [])
     validation = None
+    curve_callback = None
     if curves and not config.metrics_in_training:
-        all_callbacks.insert(0, TopKCurves(split, config.ks, config.eval_batch_size))
+        curve_callback = TopKCurves(split, config.ks, config.eval_batch_size)
+        all_callbacks.insert(0, curve_callback)
     elif curves:
         validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False)
     start = time.perf_counter()
@@ -82,4 +85,4 @@ def train(
     seconds = time.perf_counter() - start
     history = pd.DataFrame(keras_history.history)
     history.insert(0, "epoch", range(1, len(history) + 1))
-    return TrainingResult(model, history, seconds)
+    return TrainingResult(model, history, seconds, curve_callback.seconds if curve_callback else 0.0)

@@ -1,0 +1,159 @@
+"""Honest top-k metrics from one score matrix, shared by the two-tower and the baselines.
+
+A *score matrix* is ``[num_users + 1, num_movies + 1]``, indexed by integer ids like
+``evaluation.seen_matrix`` (row 0 and column 0, the out-of-vocabulary slots, are never
+ranked).  The two-tower's is ``user_tower.embed_all() @ movie_tower.embed_all().T``
+(``model_scores``); a baseline builds its own (``baselines.py``).
+
+Two families of numbers:
+
+* **per-interaction hit rate @k** — ``FactorizedTopK``'s definition: a test interaction is a
+  hit when fewer than k catalogue movies score strictly above its movie (ties count as hits).
+  *Unfiltered* ranks against the whole catalogue; *filtered* leaves out the user's training
+  movies (TFRS issue #113).  For a model, ``evaluation.topk_accuracy`` computes the same
+  numbers straight from the towers (``hit_rates_for_model``).
+* **per-user ranking metrics** on each test user's filtered top-k list (ties broken by the
+  lower movie id): Recall@k (hits / the user's test movies), Precision@k (hits / k),
+  NDCG@k (binary gains, ideal DCG over min(k, test movies)), MAP@k (average precision
+  normalised by min(k, test movies)) and MRR (1 / rank of the first test movie in the whole
+  filtered ranking), averaged over users with at least one test movie; plus the catalogue
+  coverage and the popularity bias of the top-10 lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from twotower_utils.evaluation import hit_rates_from_counts, seen_matrix, topk_accuracy
+
+
+def model_scores(model) -> np.ndarray:
+    """The two-tower's score matrix: every user embedding against every movie embedding."""
+    users = model.user_tower.embed_all().numpy()
+    movies = model.movie_tower.embed_all().numpy()
+    return users @ movies.T
+
+
+def counts_beating_from_scores(
+    scores: np.ndarray, frame: pd.DataFrame, exclude: np.ndarray | None = None, batch_size: int = 2048
+) -> np.ndarray:
+    """For each interaction, how many catalogue movies score strictly above its movie
+    (``evaluation.candidates_beating`` for a score matrix; the movie never beats itself)."""
+    users = frame["user_idx"].to_numpy(np.int64)
+    movies = frame["movie_idx"].to_numpy(np.int64)
+    counts = []
+    for start in range(0, len(frame), batch_size):
+        u, m = users[start : start + batch_size], movies[start : start + batch_size]
+        rows = scores[u, 1:]
+        beating = rows > scores[u, m][:, None]
+        if exclude is not None:
+            beating &= ~exclude[u, 1:]
+        beating[np.arange(len(m)), m - 1] = False
+        counts.append(beating.sum(axis=1))
+    return np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, dtype=np.int64)
+
+
+def hit_rates_from_scores(
+    scores: np.ndarray, frame: pd.DataFrame, ks: Sequence[int], exclude: np.ndarray | None = None
+) -> dict[int, float]:
+    """Per-interaction hit rate @k (filtered when ``exclude`` is a ``seen_matrix``)."""
+    return hit_rates_from_counts(counts_beating_from_scores(scores, frame, exclude), ks)
+
+
+def hit_rates_for_model(
+    model, frame: pd.DataFrame, ks: Sequence[int], exclude: np.ndarray | None = None
+) -> dict[int, float]:
+    """The same for a two-tower model, through the fast exact evaluator of ``evaluation.py``."""
+    return topk_accuracy(model, frame, ks, exclude=exclude)
+
+
+def ranked_movies(scores: np.ndarray, exclude: np.ndarray | None = None, users: np.ndarray | None = None) -> np.ndarray:
+    """Each user's movie ids, best first; excluded movies go last; ties: lower movie id first."""
+    users = np.arange(scores.shape[0]) if users is None else np.asarray(users)
+    rows = scores[users, 1:].astype(np.float64).copy()
+    if exclude is not None:
+        rows[exclude[users, 1:]] = -np.inf
+    return np.argsort(-rows, axis=1, kind="stable") + 1
+
+
+def top_k_lists(scores: np.ndarray, k: int, exclude: np.ndarray | None = None, users=None) -> np.ndarray:
+    """``[len(users), k]`` movie ids of each user's (filtered) top-k list."""
+    return ranked_movies(scores, exclude, users)[:, :k]
+
+
+def ranking_metrics(
+    scores: np.ndarray, test: pd.DataFrame, ks: Sequence[int], exclude: np.ndarray | None = None
+) -> dict[str, float]:
+    """Per-user Recall@k, Precision@k, NDCG@k, MAP@k for each k, and MRR, averaged over test users."""
+    num_users, num_columns = scores.shape
+    relevant = seen_matrix(test, num_users - 1, num_columns - 1)
+    users = np.unique(test["user_idx"].to_numpy())
+    order = ranked_movies(scores, exclude, users)
+    if exclude is not None:  # excluded movies were ranked last; they must never count
+        order_excluded = np.take_along_axis(exclude[users], order, axis=1)
+    else:
+        order_excluded = np.zeros(order.shape, dtype=bool)
+    gains = np.take_along_axis(relevant[users], order, axis=1) & ~order_excluded
+    num_relevant = relevant[users, 1:].sum(axis=1)
+    positions = np.arange(1, gains.shape[1] + 1)
+    result: dict[str, float] = {}
+    for k in ks:
+        top = gains[:, :k].astype(np.float64)
+        hits = top.sum(axis=1)
+        ideal_count = np.minimum(num_relevant, k)
+        discounts = 1.0 / np.log2(positions[:k] + 1)
+        dcg = (top * discounts).sum(axis=1)
+        idcg = np.array([discounts[:n].sum() for n in ideal_count])
+        precision_at = np.cumsum(top, axis=1) / positions[:k]
+        average_precision = (precision_at * top).sum(axis=1) / ideal_count
+        result[f"recall@{k}"] = float(np.mean(hits / num_relevant))
+        result[f"precision@{k}"] = float(np.mean(hits / k))
+        result[f"ndcg@{k}"] = float(np.mean(dcg / idcg))
+        result[f"map@{k}"] = float(np.mean(average_precision))
+    any_hit = gains.any(axis=1)
+    first = np.where(any_hit, gains.argmax(axis=1) + 1, np.inf)
+    result["mrr"] = float(np.mean(1.0 / first))
+    return result
+
+
+def coverage(lists: np.ndarray, num_movies: int) -> float:
+    """Share of the catalogue that appears in at least one list."""
+    return float(len(np.unique(lists)) / num_movies)
+
+
+def popularity_bias(lists: np.ndarray, train: pd.DataFrame, num_movies: int, head_share: float = 0.1) -> dict:
+    """How popular the recommended movies are: mean training interactions of a recommended
+    movie (vs. the catalogue's mean), and the share of list slots taken by the most popular
+    ``head_share`` of the catalogue."""
+    counts = np.bincount(train["movie_idx"].to_numpy(), minlength=num_movies + 1)[1:]
+    head = np.argsort(-counts, kind="stable")[: max(1, int(round(head_share * num_movies)))] + 1
+    return {
+        "mean_training_interactions_of_recommended": float(counts[lists - 1].mean()),
+        "mean_training_interactions_of_catalogue": float(counts.mean()),
+        "share_of_slots_from_top_10pct_movies": float(np.isin(lists, head).mean()),
+    }
+
+
+def evaluate_scores(
+    scores: np.ndarray,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    num_users: int,
+    num_movies: int,
+    ks: Sequence[int] = (1, 5, 10, 50, 100),
+    list_k: int = 10,
+) -> dict:
+    """Every metric of this module for one score matrix and one split."""
+    seen = seen_matrix(train, num_users, num_movies)
+    test_users = np.unique(test["user_idx"].to_numpy())
+    lists = top_k_lists(scores, list_k, seen, test_users)
+    return {
+        "hit_rate": hit_rates_from_scores(scores, test, ks),
+        "hit_rate_filtered": hit_rates_from_scores(scores, test, ks, exclude=seen),
+        "ranking": ranking_metrics(scores, test, [k for k in ks if k <= list_k] or [list_k], exclude=seen),
+        f"coverage@{list_k}": coverage(lists, num_movies),
+        f"popularity@{list_k}": popularity_bias(lists, train, num_movies),
+    }

@@ -1,0 +1,474 @@
+"""Sweep the embedding dimension: train each (dimension, seed), cache every finished run, summarise, plot.
+
+``python -m twotower_utils.sweep --dims 8 32 128 --seeds 42 --output-dir results/sweep`` (or ``make sweep``).
+
+Each run trains two models with the same config:
+
+* on the whole training split, evaluated on the **test** split with both protocols (all movies are
+  candidates / the user's training movies are excluded) and on the training split (the train-test gap);
+* on the training split minus a **validation** part carved out of it (``validation_split``), evaluated on
+  that validation part.  The best dimension is chosen on validation only; test numbers are for reporting.
+
+Finished runs are stored one JSON per (dimension, seed, config hash) in ``<output-dir>/cache`` (written
+atomically), so running the same sweep again only computes what is missing.  The notebook
+``05_embedding_dimension`` and its interactive panel call the same ``run_one``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from twotower_utils.config import ExperimentConfig
+from twotower_utils.data import MovieLens, Split
+from twotower_utils.evaluation import seen_matrix, topk_accuracy
+from twotower_utils.model import parameter_counts
+from twotower_utils.results import write_json_atomic
+from twotower_utils.training import TrainingResult, train
+
+CACHE_VERSION = 1
+# Always part of a run's cache key; any other config field joins the key only when it differs from its default,
+# so adding a new switch to ExperimentConfig (default: off, the report's recipe) keeps existing caches valid.
+RECIPE_FIELDS = (
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "eval_batch_size",
+    "optimizer",
+    "train_fraction",
+    "split",
+    "ks",
+)
+DEFAULT_DIMS = (8, 16, 32, 64, 128, 256)
+DEFAULT_VALIDATION_FRACTION = 0.1
+SELECTION_METRIC = "val_filtered_top_10"
+
+
+def validation_split(split: Split, fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = 42) -> Split:
+    """Carve a validation part out of ``split.train`` (a seeded random ``fraction`` of its rows).
+
+    The result's ``train`` is the rest of the training data and its ``test`` is the validation part;
+    ``split.test`` is not touched, so choosing on it never looks at the test set.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must lie strictly between 0 and 1, got {fraction!r}")
+    order = np.random.default_rng(seed).permutation(len(split.train))
+    num_validation = max(1, int(round(len(order) * fraction)))
+    validation = split.train.iloc[np.sort(order[:num_validation])].reset_index(drop=True)
+    rest = split.train.iloc[np.sort(order[num_validation:])].reset_index(drop=True)
+    return Split(rest, validation, f"{split.name}-validation")
+
+
+class FitTimer(tf.keras.callbacks.Callback):
+    """Seconds spent in training steps only (from epoch start to its last batch), without the
+    end-of-epoch evaluation that ``TopKCurves`` adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+        self._start = self._last = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = self._last = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds += self._last - self._start
+
+
+def _by_k(values: dict[int, float]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in values.items()}
+
+
+def run_one(
+    config: ExperimentConfig,
+    data: MovieLens,
+    split: Split,
+    validation: Split | None = None,
+    callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+) -> tuple[dict[str, Any], TrainingResult]:
+    """Train ``config`` on ``split`` (and on ``validation`` when given) and summarise it in one record.
+
+    The record (plain JSON) holds the parameter counts, training time, per-epoch history, final train and
+    test top-k (test both unfiltered and with the user's training movies excluded), the train-test gap,
+    and, with ``validation``, the validation top-k of a second model trained on ``validation.train``.
+    ``callbacks`` go to the main training (they see the epoch's top-k in ``logs``).
+    """
+    timer = FitTimer()
+    start = time.perf_counter()
+    result = train(config, data, split, verbose=0, callbacks=[timer, *callbacks])
+    ks = config.ks
+    train_topk = {k: result.final(k, test=False) for k in ks}
+    test_topk = {k: result.final(k, test=True) for k in ks}
+    seen = seen_matrix(split.train, data.num_users, data.num_movies)
+    test_filtered = topk_accuracy(result.model, split.test, ks, config.eval_batch_size, exclude=seen)
+    counts = parameter_counts(result.model)
+    history = result.history
+    record: dict[str, Any] = {
+        "embedding_dim": config.embedding_dim,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "parameters": {**counts, "total": sum(counts.values())},
+        "train_seconds": timer.seconds,
+        "wall_seconds": 0.0,
+        "history": {column: history[column].tolist() for column in history.columns},
+        "train_topk": _by_k(train_topk),
+        "test_topk": _by_k(test_topk),
+        "test_topk_filtered": _by_k(test_filtered),
+        "gap_topk": _by_k({k: train_topk[k] - test_topk[k] for k in ks}),
+    }
+    if validation is not None:
+        checked = train(config, data, validation, verbose=0, curves=False)
+        seen_fit = seen_matrix(validation.train, data.num_users, data.num_movies)
+        record["val_topk"] = _by_k(topk_accuracy(checked.model, validation.test, ks, config.eval_batch_size))
+        record["val_topk_filtered"] = _by_k(
+            topk_accuracy(checked.model, validation.test, ks, config.eval_batch_size, exclude=seen_fit)
+        )
+        record["validation_rows"] = len(validation.test)
+    record["wall_seconds"] = time.perf_counter() - start
+    return record, result
+
+
+def data_fingerprint(data: MovieLens, split: Split) -> str:
+    """A short hash of the catalogue and of the split's rows, so a cache never mixes data."""
+    digest = hashlib.sha256()
+    digest.update(f"{data.num_users}/{data.num_movies}/{split.name}".encode())
+    for frame in (split.train, split.test):
+        digest.update(np.ascontiguousarray(frame[["user_idx", "movie_idx"]].to_numpy(np.int64)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(config: ExperimentConfig, fingerprint: str, validation_fraction: float | None) -> dict[str, Any]:
+    """Everything that defines a run except the dimension and seed (they name the file): the recipe, any
+    switch set away from its default, the data, the validation fraction and ``CACHE_VERSION``."""
+    values, defaults = config.to_dict(), ExperimentConfig().to_dict()
+    settings = {k: values[k] for k in RECIPE_FIELDS}
+    settings.update(
+        {
+            k: v
+            for k, v in values.items()
+            if k not in settings and k not in ("embedding_dim", "seed") and v != defaults.get(k)
+        }
+    )
+    return {"v": CACHE_VERSION, "config": settings, "data": fingerprint, "validation": validation_fraction}
+
+
+def config_hash(config: ExperimentConfig, fingerprint: str, validation_fraction: float | None) -> str:
+    """Short hash of ``cache_key``."""
+    key = cache_key(config, fingerprint, validation_fraction)
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_path(cache_dir: Path, dim: int, seed: int, digest: str) -> Path:
+    return Path(cache_dir) / f"dim{dim:04d}-seed{seed}-{digest}.json"
+
+
+def cached_dimensions(
+    base_config: ExperimentConfig,
+    data: MovieLens,
+    split: Split,
+    cache_dir: str | Path,
+    seeds: Sequence[int] | None = None,
+    validation_fraction: float | None = DEFAULT_VALIDATION_FRACTION,
+) -> list[int]:
+    """Dimensions already in the cache for this config, data and every one of ``seeds`` (free to add to a sweep)."""
+    seeds = list(seeds) if seeds else [base_config.seed]
+    digest = config_hash(base_config, data_fingerprint(data, split), validation_fraction)
+    found = {}
+    for path in Path(cache_dir).glob(f"dim*-seed*-{digest}.json"):
+        dim, seed = path.name.split("-")[:2]
+        found.setdefault(int(dim[3:]), set()).add(int(seed[4:]))
+    return sorted(dim for dim, have in found.items() if set(seeds) <= have)
+
+
+def run_sweep(
+    base_config: ExperimentConfig,
+    data: MovieLens,
+    split: Split,
+    dims: Sequence[int] = DEFAULT_DIMS,
+    seeds: Sequence[int] | None = None,
+    cache_dir: str | Path | None = None,
+    validation_fraction: float | None = DEFAULT_VALIDATION_FRACTION,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Run (or read from the cache) every (dimension, seed); one summary row per run.
+
+    The split is fixed (the caller's); seeds change the model's initialisation and batch order.
+    The validation part is carved with ``base_config.seed``, the same for every run.
+    """
+    seeds = list(seeds) if seeds else [base_config.seed]
+    validation = None
+    if validation_fraction:
+        validation = validation_split(split, validation_fraction, base_config.seed)
+    fingerprint = data_fingerprint(data, split)
+    digest = config_hash(base_config, fingerprint, validation_fraction)
+    records, computed, reused = [], 0, 0
+    start = time.perf_counter()
+    for dim in dims:
+        for seed in seeds:
+            config = base_config.replace(embedding_dim=int(dim), seed=int(seed))
+            path = cache_path(Path(cache_dir), dim, seed, digest) if cache_dir is not None else None
+            if path is not None and path.exists():
+                record = json.loads(path.read_text())
+                reused += 1
+                log(f"dim {dim:>4} seed {seed}: cached ({path.name})")
+            else:
+                log(f"dim {dim:>4} seed {seed}: training ...")
+                record, _ = run_one(config, data, split, validation)
+                record["config_hash"] = digest
+                record["cache_key"] = cache_key(config, fingerprint, validation_fraction)
+                computed += 1
+                if path is not None:
+                    write_json_atomic(path, record)
+                log(f"dim {dim:>4} seed {seed}: done in {record['wall_seconds']:.1f} s")
+            records.append(record)
+    log(
+        f"{len(records)} run(s): {reused} reused from the cache, {computed} computed, "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    return summary_table(records)
+
+
+def summary_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: dimension, seed, parameters, times, and every top-k as a column."""
+    rows = []
+    for record in records:
+        row = {
+            "embedding_dim": record["embedding_dim"],
+            "seed": record["seed"],
+            "parameters": record["parameters"]["total"],
+            "train_seconds": record["train_seconds"],
+            "wall_seconds": record["wall_seconds"],
+        }
+        for field, prefix in (
+            ("test_topk", "test"),
+            ("test_topk_filtered", "test_filtered"),
+            ("train_topk", "train"),
+            ("gap_topk", "gap"),
+            ("val_topk", "val"),
+            ("val_topk_filtered", "val_filtered"),
+        ):
+            # numeric order of k: JSON files sort their keys as text ("10" < "5")
+            for k, value in sorted(record.get(field, {}).items(), key=lambda item: int(item[0])):
+                row[f"{prefix}_top_{k}"] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def by_dimension(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per dimension (and the spread across seeds as ``*_std`` where there are several)."""
+    numeric = summary.drop(columns=["seed"])
+    grouped = numeric.groupby("embedding_dim")
+    table = grouped.mean()
+    table.insert(0, "seeds", grouped.size())
+    if (table["seeds"] > 1).any():
+        spread = grouped.std(ddof=0).add_suffix("_std")
+        table = table.join(spread[[c for c in spread.columns if c.startswith(("test_", "val_"))]])
+    return table
+
+
+def best_dimension(summary: pd.DataFrame, metric: str = SELECTION_METRIC) -> dict[str, Any]:
+    """The dimension with the highest mean ``metric`` over seeds (a validation metric, never test)."""
+    if not metric.startswith("val"):
+        raise ValueError(f"choose on validation metrics only, got {metric!r}")
+    if metric not in summary:
+        raise ValueError(f"{metric!r} is not in the summary (was the sweep run without validation?)")
+    means = summary.groupby("embedding_dim")[metric].mean()
+    dim = int(means.idxmax())
+    return {"metric": metric, "embedding_dim": dim, "value": float(means.loc[dim]), "by_dimension": means.to_dict()}
+
+
+# ---- plots ---------------------------------------------------------------------------------------------------
+
+
+def _errorbar(ax, table: pd.DataFrame, column: str, label: str, **kwargs) -> None:
+    spread = table.get(f"{column}_std")
+    ax.errorbar(table.index, table[column], yerr=spread, marker="o", capsize=3, label=label, **kwargs)
+
+
+def _dimension_axis(ax, dims) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(dims), [str(d) for d in dims])
+    ax.minorticks_off()
+    ax.grid(alpha=0.3)
+
+
+def plot_topk_vs_dimension(summary: pd.DataFrame, k: int = 10):
+    """Test top-k against the dimension, both protocols, with the validation numbers for comparison."""
+    import matplotlib.pyplot as plt
+
+    table = by_dimension(summary)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for column, label in (
+        (f"test_top_{k}", "test, all movies"),
+        (f"test_filtered_top_{k}", "test, training movies excluded"),
+        (f"val_top_{k}", "validation, all movies"),
+        (f"val_filtered_top_{k}", "validation, training movies excluded"),
+    ):
+        if column in table:
+            _errorbar(ax, table, column, label, linestyle="--" if column.startswith("val") else "-")
+    _dimension_axis(ax, table.index)
+    ax.set(xlabel="embedding dimension", ylabel=f"top-{k} accuracy", title=f"Top-{k} accuracy vs dimension")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_parameters_vs_dimension(summary: pd.DataFrame):
+    import matplotlib.pyplot as plt
+
+    table = by_dimension(summary)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(table.index, table["parameters"], marker="o")
+    ax.set_yscale("log")
+    _dimension_axis(ax, table.index)
+    ax.set(xlabel="embedding dimension", ylabel="trainable parameters (both towers)", title="Parameters vs dimension")
+    fig.tight_layout()
+    return fig
+
+
+def plot_gap_vs_dimension(summary: pd.DataFrame, ks: Sequence[int] = (10, 100)):
+    import matplotlib.pyplot as plt
+
+    table = by_dimension(summary)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for k in ks:
+        if f"gap_top_{k}" in table:
+            ax.plot(table.index, table[f"gap_top_{k}"], marker="o", label=f"top-{k}: train - test")
+    _dimension_axis(ax, table.index)
+    ax.set(xlabel="embedding dimension", ylabel="train minus test accuracy", title="Train-test gap vs dimension")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_vs_dimension(summary: pd.DataFrame):
+    import matplotlib.pyplot as plt
+
+    table = by_dimension(summary)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(table.index, table["train_seconds"], marker="o", label="training steps")
+    ax.plot(table.index, table["wall_seconds"], marker="o", label="whole run (with evaluation, validation model)")
+    _dimension_axis(ax, table.index)
+    ax.set(xlabel="embedding dimension", ylabel="seconds", title="Training time vs dimension")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+SWEEP_PLOTS = {
+    "sweep_topk_vs_dimension": plot_topk_vs_dimension,
+    "sweep_parameters_vs_dimension": plot_parameters_vs_dimension,
+    "sweep_gap_vs_dimension": plot_gap_vs_dimension,
+    "sweep_time_vs_dimension": plot_time_vs_dimension,
+}
+
+
+def write_outputs(summary: pd.DataFrame, output_dir: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``summary.csv`` (one row per run), ``summary_by_dimension.csv``, ``summary.json`` and the figures."""
+    import matplotlib.pyplot as plt
+
+    from twotower_utils.results import save_figure
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(output_dir / "summary.csv", index=False)
+    table = by_dimension(summary)
+    table.to_csv(output_dir / "summary_by_dimension.csv")
+    report: dict[str, Any] = {"runs": summary.to_dict("records"), **(extra or {})}
+    if SELECTION_METRIC in summary:
+        report["best_on_validation"] = best_dimension(summary)
+        if "val_top_10" in summary:
+            report["best_on_validation_unfiltered"] = best_dimension(summary, "val_top_10")
+    write_json_atomic(output_dir / "summary.json", report)
+    for name, plot in SWEEP_PLOTS.items():
+        fig = plot(summary)
+        save_figure(fig, output_dir, name)
+        plt.close(fig)
+    return report
+
+
+def format_table(summary: pd.DataFrame, k: int = 10) -> str:
+    """The by-dimension table as Markdown (README, notebook, command line)."""
+    table = by_dimension(summary)
+    columns = {
+        "parameters": "params",
+        f"val_top_{k}": f"val top-{k}",
+        f"val_filtered_top_{k}": f"val top-{k} filt.",
+        f"train_top_{k}": f"train top-{k}",
+        f"test_top_{k}": f"test top-{k}",
+        f"test_filtered_top_{k}": f"test top-{k} filt.",
+        "test_top_100": "test top-100",
+        "test_filtered_top_100": "test top-100 filt.",
+        f"gap_top_{k}": f"gap top-{k}",
+        "train_seconds": "train s",
+    }
+    shown = table[[c for c in columns if c in table]].rename(columns=columns)
+    lines = ["| dim | " + " | ".join(shown.columns) + " |", "|---" * (len(shown.columns) + 1) + "|"]
+    for dim, row in shown.iterrows():
+        cells = []
+        for column, value in row.items():
+            if column == "params":
+                cells.append(f"{int(value):,}")
+            elif column == "train s":
+                cells.append(f"{value:.1f}")
+            else:
+                cells.append(f"{value:.4f}")
+        lines.append(f"| {dim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="model seeds (default: --split-seed)")
+    parser.add_argument("--split-seed", type=int, default=42, help="seed of the 80/20 split and the validation part")
+    parser.add_argument("--epochs", type=int, default=ExperimentConfig.epochs)
+    parser.add_argument("--learning-rate", type=float, default=ExperimentConfig.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=ExperimentConfig.batch_size)
+    parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
+    parser.add_argument("--output-dir", type=Path, default=Path("results/sweep"))
+    parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
+    args = parser.parse_args(argv)
+
+    from twotower_utils.config import ConfigError
+    from twotower_utils.data import DataUnavailableError
+    from twotower_utils.experiment import prepare
+
+    try:
+        base = ExperimentConfig(
+            epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.split_seed
+        )
+        for dim in args.dims:
+            base.replace(embedding_dim=dim)
+        data, split = prepare(base, args.data_dir)
+    except (ConfigError, DataUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    summary = run_sweep(
+        base, data, split, args.dims, args.seeds, args.output_dir / "cache", args.validation_fraction or None
+    )
+    report = write_outputs(summary, args.output_dir, {"command": sys.argv, "base_config": base.to_dict()})
+    print(format_table(summary))
+    best = report.get("best_on_validation")
+    if best:
+        print(f"best dimension on validation ({best['metric']}): {best['embedding_dim']} ({best['value']:.4f})")
+    print(f"wrote {args.output_dir}/summary.csv, summary.json and figures/ in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
