@@ -31,6 +31,6 @@ def test_fast_variant_runs_and_writes_json(tmp_path):
     summary = json.loads(output.read_text())
     fast = summary["variants"]["c"]
     assert fast["training_examples"] == 80_000 and fast["fit_seconds"] > 0
-    assert 0 < fast["fraction_of_peak"] < 1
+    assert fast["fraction_of_peak"] > 0
     assert 0.1 < fast["final_test_topk"]["100"] < 0.5
     assert "(c) fast path + curves" in completed.stdout
