@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ def run_notebook(notebook: Path, output_dir: Path, parameters: dict, kernel: str
     executed = output_dir / "executed" / notebook.name
     executed.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    previous = os.environ.get("TWOTOWER_HEADLESS")
+    os.environ["TWOTOWER_HEADLESS"] = "1"  # the kernel inherits it: no widgets can render here
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -39,6 +42,11 @@ def run_notebook(notebook: Path, output_dir: Path, parameters: dict, kernel: str
             f"{notebook.name} failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
             f"  the executed notebook with the error is kept at {executed}"
         ) from None
+    finally:
+        if previous is None:
+            os.environ.pop("TWOTOWER_HEADLESS", None)
+        else:
+            os.environ["TWOTOWER_HEADLESS"] = previous
     return time.perf_counter() - start
 
 
