@@ -10,6 +10,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from twotower_utils.data import MovieLens, lookup_ids
+from twotower_utils.evaluation import seen_matrix
+from twotower_utils.metrics import model_scores, top_k_lists
 from twotower_utils.model import TwoTowerModel
 
 
@@ -35,23 +37,18 @@ def recommend(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     users = user_ids_to_index(data, user_ids)
-    queries = tf.gather(model.user_tower.embed_all(), users)
-    scores = tf.matmul(queries, model.movie_tower.embed_all()[1:], transpose_b=True).numpy()
-    if exclude is not None:
-        for row, user in enumerate(users):
-            seen = exclude.loc[exclude["user_idx"] == user, "movie_idx"].to_numpy()
-            scores[row, seen - 1] = -np.inf
-    k = min(k, scores.shape[1])
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    scores = model_scores(model)
+    seen = None if exclude is None else seen_matrix(exclude, data.num_users, data.num_movies)
+    top = top_k_lists(scores, min(k, data.num_movies), seen, users)
     rows = [
         {
             "user_id": user_id,
             "rank": rank + 1,
-            "movie_title": data.movie_vocabulary[item],
-            "score": float(scores[r, item]),
+            "movie_title": data.movie_vocabulary[movie - 1],
+            "score": float(scores[user, movie]) if seen is None or not seen[user, movie] else -np.inf,
         }
-        for r, user_id in enumerate(user_ids)
-        for rank, item in enumerate(top[r])
+        for user_id, user, movies in zip(user_ids, users, top, strict=True)
+        for rank, movie in enumerate(movies)
     ]
     return pd.DataFrame(rows)
 
