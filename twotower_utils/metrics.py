@@ -11,7 +11,7 @@ Two families of numbers:
   hit when fewer than k catalogue movies score strictly above its movie (ties count as hits).
   *Unfiltered* ranks against the whole catalogue; *filtered* leaves out the user's training
   movies (TFRS issue #113).  For a model, ``evaluation.topk_accuracy`` computes the same
-  numbers straight from the towers (``hit_rates_for_model``).
+  numbers straight from the towers (``evaluation.topk_accuracy``).
 * **per-user ranking metrics** on each test user's filtered top-k list (ties broken by the
   lower movie id): Recall@k (hits / the user's test movies), Precision@k (hits / k),
   NDCG@k (binary gains, ideal DCG over min(k, test movies)), MAP@k (average precision
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from twotower_utils.evaluation import hit_rates_from_counts, seen_matrix, topk_accuracy
+from twotower_utils.evaluation import hit_rates_from_counts, seen_matrix
 
 
 def model_scores(model) -> np.ndarray:
@@ -61,13 +61,6 @@ def hit_rates_from_scores(
 ) -> dict[int, float]:
     """Per-interaction hit rate @k (filtered when ``exclude`` is a ``seen_matrix``)."""
     return hit_rates_from_counts(counts_beating_from_scores(scores, frame, exclude), ks)
-
-
-def hit_rates_for_model(
-    model, frame: pd.DataFrame, ks: Sequence[int], exclude: np.ndarray | None = None
-) -> dict[int, float]:
-    """The same for a two-tower model, through the fast exact evaluator of ``evaluation.py``."""
-    return topk_accuracy(model, frame, ks, exclude=exclude)
 
 
 def ranked_movies(scores: np.ndarray, exclude: np.ndarray | None = None, users: np.ndarray | None = None) -> np.ndarray:
