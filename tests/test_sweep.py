@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from twotower_utils import sweep
+from twotower_utils.data import validation_split
 
 
 @pytest.fixture()
@@ -15,20 +16,20 @@ def quick(tiny_config):
 
 
 def test_validation_split_is_carved_from_training_only(tiny_split):
-    carved = sweep.validation_split(tiny_split, 0.2, seed=5)
+    carved = validation_split(tiny_split.train, 0.2, seed=5)
     assert len(carved.test) == round(len(tiny_split.train) * 0.2)
     assert len(carved.train) + len(carved.test) == len(tiny_split.train)
     together = pd.concat([carved.train, carved.test]).sort_values(["user_idx", "movie_idx", "timestamp"])
     expected = tiny_split.train.sort_values(["user_idx", "movie_idx", "timestamp"])
     pd.testing.assert_frame_equal(together.reset_index(drop=True), expected.reset_index(drop=True))
-    again = sweep.validation_split(tiny_split, 0.2, seed=5)
+    again = validation_split(tiny_split.train, 0.2, seed=5)
     pd.testing.assert_frame_equal(carved.test, again.test)
     with pytest.raises(ValueError, match="strictly between"):
-        sweep.validation_split(tiny_split, 1.0)
+        validation_split(tiny_split.train, 1.0)
 
 
 def test_run_one_records_both_protocols_gap_and_validation(tiny_data, tiny_split, quick):
-    validation = sweep.validation_split(tiny_split, 0.2, quick.seed)
+    validation = validation_split(tiny_split.train, 0.2, quick.seed)
     record, result = sweep.run_one(quick, tiny_data, tiny_split, validation)
     json.dumps(record)  # plain JSON
     assert record["parameters"]["total"] == (tiny_data.num_users + 1 + tiny_data.num_movies + 1) * quick.embedding_dim

@@ -187,12 +187,15 @@ def leave_latest_split(data: MovieLens, train_fraction: float = 0.8) -> Split:
 
 
 def validation_split(train: pd.DataFrame, fraction: float = 0.1, seed: int = 0) -> Split:
-    """Carve a random validation part out of the training frame (for tuning; the test set stays untouched)."""
+    """Carve a seeded random ``fraction`` of the training frame out as validation (for tuning;
+    the test set stays untouched).  Both parts keep the frame's row order."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the validation fraction must lie strictly between 0 and 1, got {fraction!r}")
     order = np.random.default_rng(seed).permutation(len(train))
-    num_validation = int(round(len(train) * fraction))
+    num_validation = max(1, int(round(len(train) * fraction)))
     return Split(
-        train.iloc[order[num_validation:]].reset_index(drop=True),
-        train.iloc[order[:num_validation]].reset_index(drop=True),
+        train.iloc[np.sort(order[num_validation:])].reset_index(drop=True),
+        train.iloc[np.sort(order[:num_validation])].reset_index(drop=True),
         "validation",
     )
 

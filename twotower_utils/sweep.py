@@ -6,7 +6,7 @@ Each run trains two models with the same config:
 
 * on the whole training split, evaluated on the **test** split with both protocols (all movies are
   candidates / the user's training movies are excluded) and on the training split (the train-test gap);
-* on the training split minus a **validation** part carved out of it (``validation_split``), evaluated on
+* on the training split minus a **validation** part carved out of it (``data.validation_split``), evaluated on
   that validation part.  The best dimension is chosen on validation only; test numbers are for reporting.
 
 Finished runs are stored one JSON per (dimension, seed, config hash) in ``<output-dir>/cache`` (written
@@ -30,7 +30,7 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils.config import ExperimentConfig
-from twotower_utils.data import MovieLens, Split
+from twotower_utils.data import MovieLens, Split, validation_split
 from twotower_utils.evaluation import seen_matrix, topk_accuracy
 from twotower_utils.model import parameter_counts
 from twotower_utils.results import write_json_atomic
@@ -52,21 +52,6 @@ RECIPE_FIELDS = (
 DEFAULT_DIMS = (8, 16, 32, 64, 128, 256)
 DEFAULT_VALIDATION_FRACTION = 0.1
 SELECTION_METRIC = "val_filtered_top_10"
-
-
-def validation_split(split: Split, fraction: float = DEFAULT_VALIDATION_FRACTION, seed: int = 42) -> Split:
-    """Carve a validation part out of ``split.train`` (a seeded random ``fraction`` of its rows).
-
-    The result's ``train`` is the rest of the training data and its ``test`` is the validation part;
-    ``split.test`` is not touched, so choosing on it never looks at the test set.
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"the validation fraction must lie strictly between 0 and 1, got {fraction!r}")
-    order = np.random.default_rng(seed).permutation(len(split.train))
-    num_validation = max(1, int(round(len(order) * fraction)))
-    validation = split.train.iloc[np.sort(order[:num_validation])].reset_index(drop=True)
-    rest = split.train.iloc[np.sort(order[num_validation:])].reset_index(drop=True)
-    return Split(rest, validation, f"{split.name}-validation")
 
 
 class FitTimer(tf.keras.callbacks.Callback):
@@ -211,7 +196,7 @@ def run_sweep(
     seeds = list(seeds) if seeds else [base_config.seed]
     validation = None
     if validation_fraction:
-        validation = validation_split(split, validation_fraction, base_config.seed)
+        validation = validation_split(split.train, validation_fraction, base_config.seed)
     fingerprint = data_fingerprint(data, split)
     digest = config_hash(base_config, fingerprint, validation_fraction)
     records, computed, reused = [], 0, 0
