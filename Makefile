@@ -18,7 +18,7 @@ PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS)
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench sweep clean
+.PHONY: setup all run-notebooks test lint format lab bench sweep tune clean
 
 all: setup run-notebooks
 
@@ -59,6 +59,12 @@ sweep: setup
 	$(BIN)/python -m twotower_utils.sweep --dims $(DIMS) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 		$(if $(LEARNING_RATE),--learning-rate $(LEARNING_RATE)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 		--output-dir $(SWEEP_DIR)
+
+# k-fold validation of the two-tower switches (notebook 06's choices), cached per (config, fold).
+FOLDS ?= 5
+GRID  ?=
+tune: setup
+	$(BIN)/python -m twotower_utils.tuning --folds $(FOLDS) $(if $(GRID),--grid $(GRID)) --output-dir $(OUTPUT_DIR)/tuning
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -8,6 +8,7 @@ def test_defaults_are_the_report_recipe():
     assert (config.embedding_dim, config.epochs, config.learning_rate) == (32, 10, 0.1)
     assert (config.batch_size, config.eval_batch_size, config.optimizer) == (8192, 4096, "adagrad")
     assert (config.seed, config.train_fraction, config.split) == (42, 0.8, "random")
+    assert config.learning_rate_schedule == "constant"
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,7 @@ def test_defaults_are_the_report_recipe():
         ({"batch_size": True}, "batch_size"),
         ({"train_fraction": 1.0}, "train_fraction"),
         ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"learning_rate_schedule": "linear"}, "learning_rate_schedule"),
         ({"split": "by-user"}, "split"),
         ({"ks": (10, 5)}, "ks"),
         ({"ks": ()}, "ks"),

@@ -69,7 +69,9 @@ def test_gradients_for_the_embedding_tables_equal_tfrs_retrieval(batch, remove_h
     tables = [user_table, movie_table]
     with tf.GradientTape(persistent=True) as tape:
         users, movies = tf.gather(user_table, user_ids), tf.gather(movie_table, movie_ids)
-        dense = retrieval_loss(users, movies, None, movie_ids, log_sampling_probability=log_q, remove_accidental_hits=remove_hits)
+        dense = retrieval_loss(
+            users, movies, None, movie_ids, log_sampling_probability=log_q, remove_accidental_hits=remove_hits
+        )
         deduplicated = retrieval_loss(
             users, movies, user_ids, movie_ids, log_sampling_probability=log_q, remove_accidental_hits=remove_hits
         )

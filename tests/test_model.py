@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from twotower_utils.model import build_model, in_batch_scores, parameter_counts
@@ -38,3 +39,17 @@ def test_in_batch_scores_shape(tiny_data, tiny_config):
     model = build_model(tiny_config, tiny_data)
     scores = in_batch_scores(model, tf.constant([1, 2, 3], tf.int64), tf.constant([4, 5, 6], tf.int64))
     assert scores.shape == (3, 3)
+
+
+def test_cosine_schedule_decays_to_zero_over_all_training_steps(tiny_config):
+    from twotower_utils.model import learning_rate_for, make_optimizer
+
+    config = tiny_config.replace(optimizer="adam", learning_rate_schedule="cosine", epochs=4, batch_size=10)
+    schedule = learning_rate_for(config, num_examples=95)  # 10 steps per epoch, 40 in all
+    assert float(schedule(0)) == pytest.approx(0.5)
+    assert float(schedule(20)) == pytest.approx(0.25)
+    assert float(schedule(40)) == pytest.approx(0.0, abs=1e-7)
+    assert learning_rate_for(tiny_config) == 0.5  # constant: the number itself
+    assert isinstance(make_optimizer(config, 95), tf.keras.optimizers.Adam)
+    with pytest.raises(ValueError, match="number of training examples"):
+        make_optimizer(config)

@@ -1,4 +1,4 @@
-"""Notebook 06 runs headless with small parameters (1 seed, 2 epochs) and records what it should."""
+"""Notebook 06 runs headless with small parameters (1 seed, 2 epochs, 2 validation folds) and records what it should."""
 
 import json
 
@@ -15,7 +15,8 @@ pytestmark = pytest.mark.notebooks
 def test_notebook_06_runs_headless_and_records_the_walk(tmp_path):
     real_data_dir()
     args = ["--notebooks", str(NOTEBOOKS), "--output-dir", str(tmp_path), "--only", "06"]
-    assert main([*args, "-p", "epochs=2", "-p", "seeds=1"]) == 0
+    small = ["-p", "epochs=2", "-p", "best_epochs=2", "-p", "seeds=1", "-p", "validation_folds=2"]
+    assert main([*args, *small]) == 0
     section = json.loads((tmp_path / "metrics.json").read_text())["06_better_retrieval"]
     assert section["seeds"] == [42] and section["epochs"] == 2
     table = section["random_split"]
@@ -30,10 +31,15 @@ def test_notebook_06_runs_headless_and_records_the_walk(tmp_path):
     assert filtered(ease) == pytest.approx(0.177, abs=0.005)
     assert section["ease_lambda"] in (200.0, 300.0, 500.0)
     # the walk: logQ lifts the report's model far above itself and the best beats most-popular
-    assert filtered("+ logQ correction") > 1.5 * filtered("report's recipe")
+    assert filtered("+ logQ correction (1.2)") > 1.5 * filtered("report's recipe")
     best = section["best_config"]
-    assert best["logq_correction"] == 1.0 and best["embedding_dim"] == 64 and best["epochs"] == 2
-    assert filtered("+ dimension 64 (best)") > filtered("most popular")
+    assert (best["logq_correction"], best["embedding_dim"], best["epochs"]) == (1.2, 128, 2)
+    assert best["learning_rate_schedule"] == "cosine"
+    assert section["best_name"] == "+ cosine schedule, 2 epochs (best)"
+    assert filtered(section["best_name"]) > filtered("most popular")
+    validation = section["validation_filtered_hr10"]
+    assert validation["folds"] == 2 and len(validation["best_two_tower_folds"]) == 2
+    assert validation["ease"] == pytest.approx(0.15, abs=0.01)  # EASE does not depend on epochs
     # every model, both protocols: filtering can only help
     for name, row in table.items():
         assert row["HR@10 filtered"]["mean"] >= row["HR@10"]["mean"] - 1e-9, name

@@ -11,7 +11,8 @@ from tests.conftest import real_data_dir
 from twotower_utils.runner import main, numbered_notebooks
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-SMALL = ["-p", "epochs=2", "-p", "embedding_dim=32", "-p", "seeds=1"]  # seeds: notebook 06
+SMALL = ["-p", "epochs=2", "-p", "embedding_dim=32"]
+SMALL += ["-p", "seeds=1", "-p", "best_epochs=2", "-p", "validation_folds=2"]  # notebook 06
 pytestmark = pytest.mark.notebooks
 
 

@@ -151,3 +151,14 @@ def test_make_sweep_passes_dims_seeds_and_epochs():
     ).stdout
     assert "-m twotower_utils.sweep --dims 8 32 128" in command
     assert "--seeds 42 43" in command and "--epochs 3" in command and "--output-dir results/sweep" in command
+
+
+def test_validation_folds_of_one_seed_are_disjoint(tiny_split):
+    train = tiny_split.train
+    first, second = (validation_split(train, 0.25, seed=5, fold=f) for f in (0, 1))
+    pd.testing.assert_frame_equal(first.test, validation_split(train, 0.25, seed=5).test)  # fold 0: the default
+    key = ["user_idx", "movie_idx", "timestamp"]
+    assert first.test.merge(second.test, on=key).empty
+    assert len(second.train) + len(second.test) == len(train)
+    with pytest.raises(ValueError, match="fold must be a whole number from 0 to 3"):
+        validation_split(train, 0.25, seed=5, fold=4)

@@ -14,23 +14,27 @@ from twotower_utils.data import MovieLens, Split, validation_split
 from twotower_utils.metrics import evaluate_scores, model_scores
 from twotower_utils.training import train
 
-# The values were chosen on a validation part carved out of the training data (never on test).
+# Chosen by 5-fold validation inside the training data (`make tune`, tuning.py), never on test.
 BEST_SWITCHES = {
-    "logq_correction": 1.0,
+    "logq_correction": 1.2,
     "optimizer": "adam",
     "learning_rate": 0.01,
     "batch_size": 2048,
     "l2_regularization": 0.06,
-    "embedding_dim": 64,
+    "embedding_dim": 128,
+    "learning_rate_schedule": "cosine",
+    "epochs": 20,
 }
+BEST_SUFFIX = " (best)"
 
 
 def walk(report: ExperimentConfig, best: dict | None = None) -> list[tuple[str, ExperimentConfig]]:
-    """The report's config, then one more switch per step, then side roads off the best one."""
-    best = dict(BEST_SWITCHES if best is None else best)
+    """The report's config, then one more switch per step up to the best one (its name ends in
+    ``BEST_SUFFIX``), then side roads off the best one."""
+    best = {**BEST_SWITCHES, **(best or {})}
     steps = [("report's recipe", report)]
     config = report.replace(logq_correction=best["logq_correction"])
-    steps.append(("+ logQ correction", config))
+    steps.append((f"+ logQ correction ({best['logq_correction']:g})", config))
     steps.append(("+ accidental hits removed (not kept)", config.replace(remove_accidental_hits=True)))
     config = config.replace(
         optimizer=best["optimizer"], learning_rate=best["learning_rate"], batch_size=best["batch_size"]
@@ -39,7 +43,9 @@ def walk(report: ExperimentConfig, best: dict | None = None) -> list[tuple[str, 
     config = config.replace(l2_regularization=best["l2_regularization"])
     steps.append((f"+ L2 {best['l2_regularization']:g}", config))
     config = config.replace(embedding_dim=best["embedding_dim"])
-    steps.append((f"+ dimension {best['embedding_dim']} (best)", config))
+    steps.append((f"+ dimension {best['embedding_dim']}", config))
+    config = config.replace(learning_rate_schedule=best["learning_rate_schedule"], epochs=best["epochs"])
+    steps.append((f"+ {best['learning_rate_schedule']} schedule, {best['epochs']} epochs{BEST_SUFFIX}", config))
     steps.append(("best + normalised, temperature 0.2", config.replace(normalize_embeddings=True, temperature=0.2)))
     steps.append(
         (
@@ -49,6 +55,11 @@ def walk(report: ExperimentConfig, best: dict | None = None) -> list[tuple[str, 
     )
     steps.append(("best + deeper towers (64)", config.replace(tower_layers=(64,))))
     return steps
+
+
+def best_step(steps: list[tuple[str, ExperimentConfig]]) -> tuple[str, ExperimentConfig]:
+    """The walk's best step (the one named with ``BEST_SUFFIX``)."""
+    return next(step for step in steps if step[0].endswith(BEST_SUFFIX))
 
 
 def baseline_scores(data: MovieLens, split: Split, seed: int = 0, validation_fraction: float = 0.1) -> dict:

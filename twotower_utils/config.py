@@ -12,6 +12,7 @@ SPLITS = ("random", "temporal", "leave_latest")
 USER_FEATURES = ("age", "gender", "occupation", "zip")
 MOVIE_FEATURES = ("genres", "year")
 NEGATIVES = ("in_batch", "catalogue")
+SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -34,6 +35,7 @@ class ExperimentConfig:
     eval_batch_size: int = 4096
     seed: int = 42
     optimizer: str = "adagrad"
+    learning_rate_schedule: str = "constant"  # "cosine": decay to 0 over all training steps
     train_fraction: float = 0.8
     split: str = "random"
     ks: tuple[int, ...] = (1, 5, 10, 50, 100)
@@ -64,6 +66,8 @@ class ExperimentConfig:
             raise ConfigError(f"train_fraction must lie strictly between 0 and 1, got {self.train_fraction!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.learning_rate_schedule not in SCHEDULES:
+            raise ConfigError(f"learning_rate_schedule must be one of {SCHEDULES}, got {self.learning_rate_schedule!r}")
         if self.split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {self.split!r}")
         if not self.ks or any(not _is_int(k) or k < 1 for k in self.ks):

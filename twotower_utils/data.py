@@ -186,17 +186,25 @@ def leave_latest_split(data: MovieLens, train_fraction: float = 0.8) -> Split:
     return Split(ordered[~is_test].reset_index(drop=True), ordered[is_test].reset_index(drop=True), "leave_latest")
 
 
-def validation_split(train: pd.DataFrame, fraction: float = 0.1, seed: int = 0) -> Split:
+def validation_split(train: pd.DataFrame, fraction: float = 0.1, seed: int = 0, fold: int = 0) -> Split:
     """Carve a seeded random ``fraction`` of the training frame out as validation (for tuning;
-    the test set stays untouched).  Both parts keep the frame's row order."""
+    the test set stays untouched).  Both parts keep the frame's row order.
+
+    ``fold`` picks which block of the seeded permutation is validation: folds ``0, 1, ...`` of
+    the same seed have disjoint validation parts (k-fold cross-validation, ``tuning.py``)."""
     if not 0 < fraction < 1:
         raise ValueError(f"the validation fraction must lie strictly between 0 and 1, got {fraction!r}")
-    order = np.random.default_rng(seed).permutation(len(train))
     num_validation = max(1, int(round(len(train) * fraction)))
+    if not isinstance(fold, int) or fold < 0 or (fold + 1) * num_validation > len(train):
+        most = len(train) // num_validation
+        raise ValueError(f"fold must be a whole number from 0 to {most - 1} for fraction {fraction}, got {fold!r}")
+    order = np.random.default_rng(seed).permutation(len(train))
+    held_out = order[fold * num_validation : (fold + 1) * num_validation]
+    kept = np.concatenate([order[: fold * num_validation], order[(fold + 1) * num_validation :]])
     return Split(
-        train.iloc[np.sort(order[num_validation:])].reset_index(drop=True),
-        train.iloc[np.sort(order[:num_validation])].reset_index(drop=True),
-        "validation",
+        train.iloc[np.sort(kept)].reset_index(drop=True),
+        train.iloc[np.sort(held_out)].reset_index(drop=True),
+        "validation" if fold == 0 else f"validation fold {fold}",
     )
 
 
@@ -221,7 +229,10 @@ def interactions_dataset(
     if strings:
         columns = {"user_id": frame["user_id"].to_numpy(str), "movie_title": frame["movie_title"].to_numpy(str)}
     else:
-        columns = {"user_id": frame["user_idx"].to_numpy(np.int64), "movie_title": frame["movie_idx"].to_numpy(np.int64)}
+        columns = {
+            "user_id": frame["user_idx"].to_numpy(np.int64),
+            "movie_title": frame["movie_idx"].to_numpy(np.int64),
+        }
     dataset = tf.data.Dataset.from_tensor_slices(columns).cache()
     if shuffle:
         dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)

@@ -235,5 +235,6 @@ def build_improved_model(
         remove_accidental_hits=config.remove_accidental_hits,
     )
     model = ImprovedTwoTowerModel(user_tower, movie_tower, task, config, movie_sampling_probability(data, train_frame))
-    model.compile(optimizer=make_optimizer(config), jit_compile=config.jit_compile)
+    num_examples = len(data.ratings if train_frame is None else train_frame)
+    model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
     return model

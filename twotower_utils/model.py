@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -73,17 +75,30 @@ def build_model(config: ExperimentConfig, data: MovieLens, train_frame=None) -> 
     metrics = tfrs.metrics.FactorizedTopK(candidates=candidate_titles.batch(128).map(movie_tower), ks=config.ks)
     task = tfrs.tasks.Retrieval(metrics=metrics)
     model = TwoTowerModel(user_tower, movie_tower, task, config.metrics_in_training)
-    model.compile(optimizer=make_optimizer(config), jit_compile=config.jit_compile)
+    num_examples = len(data.ratings if train_frame is None else train_frame)
+    model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
     return model
 
 
-def make_optimizer(config: ExperimentConfig) -> tf.keras.optimizers.Optimizer:
+def make_optimizer(config: ExperimentConfig, num_examples: int | None = None) -> tf.keras.optimizers.Optimizer:
+    """The config's optimizer, its learning rate from ``learning_rate_for``."""
     optimizers = {
         "adagrad": tf.keras.optimizers.Adagrad,
         "adam": tf.keras.optimizers.Adam,
         "sgd": tf.keras.optimizers.SGD,
     }
-    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+    return optimizers[config.optimizer](learning_rate=learning_rate_for(config, num_examples))
+
+
+def learning_rate_for(config: ExperimentConfig, num_examples: int | None = None):
+    """``learning_rate``, or with ``learning_rate_schedule="cosine"`` a schedule that decays it to 0
+    along a half cosine over the fit's ``epochs x ceil(num_examples / batch_size)`` steps."""
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    if not num_examples or num_examples < 1:
+        raise ValueError("a cosine learning-rate schedule needs the number of training examples")
+    steps = config.epochs * math.ceil(num_examples / config.batch_size)
+    return tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
 
 
 def parameter_counts(model: TwoTowerModel) -> dict[str, int]:

@@ -1,0 +1,55 @@
+"""Notebook 06's walk: one switch per step from the report's recipe to the best config; summaries."""
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from twotower_utils import comparison
+from twotower_utils.config import ExperimentConfig
+
+
+def test_walk_adds_one_group_of_switches_per_step_up_to_the_best():
+    report = ExperimentConfig()
+    steps = comparison.walk(report)
+    names = [name for name, _ in steps]
+    assert names[0] == "report's recipe" and steps[0][1] == report
+    best_name, best = comparison.best_step(steps)
+    assert names.count(best_name) == 1 and best_name.endswith(comparison.BEST_SUFFIX)
+    assert {k: getattr(best, k) for k in comparison.BEST_SWITCHES} == comparison.BEST_SWITCHES
+    # every main step differs from the one before it, and never goes back on a switch
+    main = [config for name, config in steps[: names.index(best_name) + 1] if "not kept" not in name]
+    for before, after in itertools.pairwise(main):
+        changed = {k for k, v in before.to_dict().items() if after.to_dict()[k] != v}
+        assert changed and changed <= set(comparison.BEST_SWITCHES), changed
+    # side roads start from the best config
+    for name, config in steps[names.index(best_name) + 1 :]:
+        assert name.startswith("best + ")
+        assert {k: getattr(config, k) for k in comparison.BEST_SWITCHES} == comparison.BEST_SWITCHES
+
+
+def test_walk_takes_other_best_values():
+    steps = comparison.walk(ExperimentConfig(epochs=2), {"epochs": 3, "embedding_dim": 16})
+    _, best = comparison.best_step(steps)
+    assert (best.epochs, best.embedding_dim, best.learning_rate_schedule) == (3, 16, "cosine")
+    assert steps[1][1].epochs == 2  # the steps before the schedule keep the report's epochs
+
+
+def _result(hit):
+    ks = (10, 100)
+    return {
+        "hit_rate": {k: hit / 2 for k in ks},
+        "hit_rate_filtered": {k: hit for k in ks},
+        "ranking": {"recall@10": hit, "ndcg@10": hit, "map@10": hit, "mrr": hit},
+        "coverage@10": 0.5,
+        "popularity@10": {"share_of_slots_from_top_10pct_movies": 0.3},
+    }
+
+
+def test_summarise_and_table_give_mean_and_std_over_seeds():
+    summary = comparison.summarise([_result(0.1), _result(0.3)])
+    assert summary["HR@10 filtered"] == {"mean": pytest.approx(0.2), "std": pytest.approx(0.1)}
+    table = comparison.table({"model": summary, "single": comparison.summarise([_result(0.1)])})
+    assert isinstance(table, pd.DataFrame)
+    assert table.loc["model", "HR@10 filtered"] == "0.2000 ± 0.1000"
+    assert table.loc["single", "HR@10 filtered"] == "0.1000"

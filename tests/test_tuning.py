@@ -1,0 +1,88 @@
+"""k-fold validation of configs and EASE on tiny synthetic data: folds, caching, grids, the CLI."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower_utils import tuning
+from twotower_utils.config import ConfigError
+
+
+@pytest.fixture()
+def quick(tiny_config):
+    return tiny_config.replace(epochs=1)
+
+
+def test_validation_folds_have_disjoint_validation_parts(tiny_split):
+    folds = tuning.validation_folds(tiny_split.train, folds=3, fraction=0.2)
+    parts = [set(map(tuple, f.test[["user_idx", "movie_idx"]].to_numpy())) for f in folds]
+    assert all(a.isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1 :])
+    assert all(len(f.train) + len(f.test) == len(tiny_split.train) for f in folds)
+    with pytest.raises(ValueError, match="folds must be"):
+        tuning.validation_folds(tiny_split.train, folds=0)
+
+
+def test_cross_validate_scores_each_fold_and_reuses_the_cache(tiny_data, tiny_split, quick, tmp_path, monkeypatch):
+    folds = tuning.validation_folds(tiny_split.train, folds=2, fraction=0.2)
+    scores = tuning.cross_validate(quick, tiny_data, folds, k=5, cache_dir=tmp_path)
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+    assert scores[0] == pytest.approx(tuning.fold_hit_rate(quick, tiny_data, folds[0], k=5))  # fold 0: seed unchanged
+    assert sorted(p.name[:6] for p in tmp_path.iterdir()) == ["fold0-", "fold1-"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached fold was trained again")
+
+    monkeypatch.setattr(tuning, "fold_hit_rate", no_training)
+    assert tuning.cross_validate(quick, tiny_data, folds, k=5, cache_dir=tmp_path) == scores
+    with pytest.raises(AssertionError, match="trained again"):  # another config is another cache entry
+        tuning.cross_validate(quick.replace(learning_rate=0.1), tiny_data, folds, k=5, cache_dir=tmp_path)
+
+
+def test_cross_validate_ease_gives_one_score_per_fold_and_lambda(tiny_data, tiny_split):
+    folds = tuning.validation_folds(tiny_split.train, folds=2, fraction=0.2)
+    found = tuning.cross_validate_ease(tiny_data, folds, lambdas=(1.0, 10.0), k=5)
+    assert set(found) == {1.0, 10.0}
+    assert all(len(v) == 2 and all(0.0 <= s <= 1.0 for s in v) for v in found.values())
+
+
+def test_grid_configs_cross_every_axis_and_validate(quick):
+    configs = tuning.grid_configs(quick, {"epochs": (1, 2), "learning_rate_schedule": ("constant", "cosine")})
+    assert [(c.epochs, c.learning_rate_schedule) for c in configs] == [
+        (1, "constant"),
+        (1, "cosine"),
+        (2, "constant"),
+        (2, "cosine"),
+    ]
+    with pytest.raises(ConfigError, match="learning_rate_schedule"):
+        tuning.grid_configs(quick, {"learning_rate_schedule": ("linear",)})
+
+
+def test_run_grid_sorts_best_first(tiny_data, tiny_split, quick, tmp_path):
+    folds = tuning.validation_folds(tiny_split.train, folds=2, fraction=0.2)
+    table = tuning.run_grid(quick, tiny_data, folds, {"learning_rate": (0.5, 0.0001)}, k=5, log=lambda m: None)
+    assert list(table.columns) == ["learning_rate", "mean", "std", "folds"]
+    assert table["mean"].is_monotonic_decreasing
+    assert table["mean"].iloc[0] == pytest.approx(np.mean(table["folds"].iloc[0]))
+
+
+def test_parse_grid_types_values_and_rejects_unknown_fields():
+    assert tuning._parse_grid(["epochs=10,20", "learning_rate=0.01", "learning_rate_schedule=cosine"]) == {
+        "epochs": (10, 20),
+        "learning_rate": (0.01,),
+        "learning_rate_schedule": ("cosine",),
+    }
+    for bad in ("epoch=10", "epochs", "tower_layers=64"):
+        with pytest.raises(ValueError):
+            tuning._parse_grid([bad])
+
+
+def test_cli_reports_a_bad_grid_in_one_line(capsys):
+    assert tuning.main(["--grid", "epochs=ten"]) == 1
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_folds_keep_row_order(tiny_split):
+    fold = tuning.validation_folds(tiny_split.train, folds=2, fraction=0.2)[1]
+    position = pd.Series(range(len(tiny_split.train)), index=tiny_split.train.index)
+    merged = tiny_split.train.assign(position=position).merge(fold.train, on=list(tiny_split.train.columns))
+    assert merged["position"].is_monotonic_increasing
