@@ -86,3 +86,8 @@ def test_folds_keep_row_order(tiny_split):
     position = pd.Series(range(len(tiny_split.train)), index=tiny_split.train.index)
     merged = tiny_split.train.assign(position=position).merge(fold.train, on=list(tiny_split.train.columns))
     assert merged["position"].is_monotonic_increasing
+
+
+def test_best_lambda_takes_the_best_mean_and_the_smaller_lambda_on_ties():
+    assert tuning.best_lambda({1.0: [0.1, 0.3], 10.0: [0.25, 0.25], 100.0: [0.2, 0.2]}) == 10.0
+    assert tuning.best_lambda({10.0: [0.2, 0.2], 1.0: [0.1, 0.3]}) == 1.0

@@ -214,9 +214,7 @@ class ImprovedTwoTowerModel(tfrs.Model):
 def build_improved_model(
     config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None
 ) -> ImprovedTwoTowerModel:
-    """Towers and task for a config with switches on (seeding is done by ``build_model``)."""
-    from twotower_utils.model import make_optimizer
-
+    """Towers and task for a config with switches on (seeding and compiling are done by ``build_model``)."""
     common = {
         "layers": config.tower_layers,
         "normalize": config.normalize_embeddings,
@@ -234,7 +232,4 @@ def build_improved_model(
         temperature=None if config.temperature == 1.0 else config.temperature,
         remove_accidental_hits=config.remove_accidental_hits,
     )
-    model = ImprovedTwoTowerModel(user_tower, movie_tower, task, config, movie_sampling_probability(data, train_frame))
-    num_examples = len(data.ratings if train_frame is None else train_frame)
-    model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
-    return model
+    return ImprovedTwoTowerModel(user_tower, movie_tower, task, config, movie_sampling_probability(data, train_frame))

@@ -67,15 +67,16 @@ def build_model(config: ExperimentConfig, data: MovieLens, train_frame=None) -> 
     from twotower_utils.improvements import build_improved_model, uses_switches
 
     if uses_switches(config):  # issue-4 switches (logQ, side features, ...); train_frame gives logQ's frequencies
-        return build_improved_model(config, data, train_frame)
-    user_tower, movie_tower = build_towers(data, config.embedding_dim)
-    for tower in (user_tower, movie_tower):
-        tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
-    candidate_titles = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary)
-    metrics = tfrs.metrics.FactorizedTopK(candidates=candidate_titles.batch(128).map(movie_tower), ks=config.ks)
-    task = tfrs.tasks.Retrieval(metrics=metrics)
-    model = TwoTowerModel(user_tower, movie_tower, task, config.metrics_in_training)
-    num_examples = len(data.ratings if train_frame is None else train_frame)
+        model = build_improved_model(config, data, train_frame)
+    else:
+        user_tower, movie_tower = build_towers(data, config.embedding_dim)
+        for tower in (user_tower, movie_tower):
+            tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
+        candidate_titles = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary)
+        metrics = tfrs.metrics.FactorizedTopK(candidates=candidate_titles.batch(128).map(movie_tower), ks=config.ks)
+        task = tfrs.tasks.Retrieval(metrics=metrics)
+        model = TwoTowerModel(user_tower, movie_tower, task, config.metrics_in_training)
+    num_examples = len(data.ratings if train_frame is None else train_frame)  # the cosine schedule's length
     model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
     return model
 

@@ -31,6 +31,7 @@ from twotower_utils.config import ExperimentConfig
 from twotower_utils.data import MovieLens, Split, validation_split
 from twotower_utils.evaluation import seen_matrix, topk_accuracy
 from twotower_utils.results import write_json_atomic
+from twotower_utils.sweep import data_fingerprint
 from twotower_utils.training import train
 
 DEFAULT_FOLDS = 5
@@ -61,12 +62,9 @@ def fold_hit_rate(config: ExperimentConfig, data: MovieLens, fold: Split, k: int
     return float(topk_accuracy(model, fold.test, [k], config.eval_batch_size, exclude=seen)[k])
 
 
-def _fold_key(config: ExperimentConfig, fold: Split, k: int) -> str:
-    rows = [np.ascontiguousarray(f[["user_idx", "movie_idx"]].to_numpy(np.int64)).tobytes() for f in fold]
-    digest = hashlib.sha256(json.dumps([CACHE_VERSION, config.to_dict(), k], sort_keys=True).encode())
-    for part in rows:
-        digest.update(part)
-    return digest.hexdigest()[:16]
+def _fold_key(config: ExperimentConfig, data: MovieLens, fold: Split, k: int) -> str:
+    key = [CACHE_VERSION, config.to_dict(), k, data_fingerprint(data, fold)]
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cross_validate(
@@ -85,7 +83,7 @@ def cross_validate(
         fold_config = config.replace(seed=config.seed + index)
         path = None
         if cache_dir is not None:
-            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, (fold.train, fold.test), k)}.json"
+            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, k)}.json"
             if path.exists():
                 scores.append(json.loads(path.read_text())["hit_rate"])
                 continue
@@ -106,6 +104,11 @@ def cross_validate_ease(
         for lam, value in per_lambda.items():
             found[lam].append(value)
     return found
+
+
+def best_lambda(found: dict[float, list[float]]) -> float:
+    """The lambda with the best mean hit rate over folds (ties: the smaller lambda, as ``baselines.tune_ease``)."""
+    return max(found, key=lambda lam: (np.mean(found[lam]), -lam))
 
 
 def grid_configs(base: ExperimentConfig, grid: dict[str, Sequence]) -> list[ExperimentConfig]:
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     start = time.perf_counter()
     ease = cross_validate_ease(data, folds)
-    ease_lambda = max(ease, key=lambda lam: (np.mean(ease[lam]), -lam))
+    ease_lambda = best_lambda(ease)
     print(f"EASE (lambda {ease_lambda:g}): mean {np.mean(ease[ease_lambda]):.4f} over {args.folds} folds")
     table = run_grid(base, data, folds, grid, cache_dir=args.output_dir / "cache")
     report: dict[str, Any] = {
