@@ -34,7 +34,7 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	touch $@
 
 run-notebooks: setup
-	$(BIN)/python -m twotower_utils.runner --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(PARAMS)
+	$(BIN)/python -m twotower_utils run --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(PARAMS)
 
 test: setup
 	$(BIN)/python -m pytest
@@ -56,7 +56,7 @@ DIMS  ?= 8 16 32 64 128 256
 SEEDS ?=
 SWEEP_DIR ?= $(OUTPUT_DIR)/sweep
 sweep: setup
-	$(BIN)/python -m twotower_utils.sweep --dims $(DIMS) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	$(BIN)/python -m twotower_utils sweep --dims $(DIMS) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 		$(if $(LEARNING_RATE),--learning-rate $(LEARNING_RATE)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 		--output-dir $(SWEEP_DIR)
 
@@ -64,7 +64,7 @@ sweep: setup
 FOLDS ?= 5
 GRID  ?=
 tune: setup
-	$(BIN)/python -m twotower_utils.tuning --folds $(FOLDS) $(if $(GRID),--grid $(GRID)) --output-dir $(OUTPUT_DIR)/tuning
+	$(BIN)/python -m twotower_utils tune --folds $(FOLDS) $(if $(GRID),--grid $(GRID)) --output-dir $(OUTPUT_DIR)/tuning
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

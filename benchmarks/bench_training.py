@@ -53,10 +53,10 @@ def run_variant(variant: str, epochs: int) -> dict:
     import tensorflow_recommenders as tfrs
 
     import twotower_utils as tt
-    from twotower_utils.data import interactions_dataset
-    from twotower_utils.evaluation import metric_name, topk_accuracy
-    from twotower_utils.experiment import prepare
-    from twotower_utils.model import build_model
+    from twotower_utils.data.pipeline import interactions_dataset
+    from twotower_utils.evaluation.counting import metric_name, topk_accuracy
+    from twotower_utils.experiments.workflow import prepare
+    from twotower_utils.models.two_tower import build_model
     from twotower_utils.training import train
 
     config = tt.ExperimentConfig(epochs=epochs)

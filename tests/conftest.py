@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import twotower_utils as tt
-from twotower_utils.data import MovieLens, random_split
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import random_split
 
 
 def synthetic_movielens(num_users: int = 24, num_movies: int = 40, per_user: int = 12, seed: int = 0) -> MovieLens:
@@ -38,6 +39,24 @@ def synthetic_movielens(num_users: int = 24, num_movies: int = 40, per_user: int
         }
     )
     return MovieLens.from_frames(ratings, movies, ["Action", "Comedy", "Drama"])
+
+
+def pairs_frame(pairs) -> pd.DataFrame:
+    """Interactions as integer ids: ``[(user_idx, movie_idx), ...]``."""
+    return pd.DataFrame({"user_idx": [u for u, _ in pairs], "movie_idx": [m for _, m in pairs]})
+
+
+# A hand-made score matrix: 2 users, 5 movies; ids start at 1 (row/column 0 is out-of-vocabulary)
+HAND_SCORES = np.array(
+    [
+        [0, 0, 0, 0, 0, 0],
+        [0, 5, 4, 3, 2, 1],  # user 1 ranks movies 1 > 2 > 3 > 4 > 5
+        [0, 1, 1, 1, 0, 0],  # user 2: a three-way tie between movies 1, 2, 3
+    ],
+    dtype=float,
+)
+HAND_TRAIN = pairs_frame([(1, 1), (2, 4)])
+HAND_TEST = pairs_frame([(1, 3), (1, 5), (2, 3)])
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +88,6 @@ def real_data_dir() -> str:
 
 @pytest.fixture(scope="session")
 def real_data():
-    from twotower_utils.experiment import load_data
+    from twotower_utils.experiments.workflow import load_data
 
     return load_data(real_data_dir(), download=False)

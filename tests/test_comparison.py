@@ -5,8 +5,8 @@ import itertools
 import pandas as pd
 import pytest
 
-from twotower_utils import comparison
 from twotower_utils.config import ExperimentConfig
+from twotower_utils.experiments import comparison
 
 
 def test_walk_adds_one_group_of_switches_per_step_up_to_the_best():
@@ -53,3 +53,34 @@ def test_summarise_and_table_give_mean_and_std_over_seeds():
     assert isinstance(table, pd.DataFrame)
     assert table.loc["model", "HR@10 filtered"] == "0.2000 ± 0.1000"
     assert table.loc["single", "HR@10 filtered"] == "0.1000"
+
+
+def test_best_switches_take_notebook_parameters_and_refuse_unknown_names():
+    assert comparison.best_switches() == comparison.BEST_SWITCHES
+    assert comparison.best_switches(epochs=3)["epochs"] == 3
+    with pytest.raises(ValueError, match="not a switch of the best model"):
+        comparison.best_switches(embeding_dim=64)
+
+
+def test_verdict_answers_from_the_summaries():
+    best = "+ schedule (best)"
+    summaries = {
+        "most popular": comparison.summarise([_result(0.09)]),
+        "EASE (lambda 300)": comparison.summarise([_result(0.177)]),
+        "report's recipe": comparison.summarise([_result(0.04)]),
+        best: comparison.summarise([_result(0.181), _result(0.179)]),
+    }
+    walk_runs = {best: [_result(0.181), _result(0.179)]}
+    temporal = {
+        f"leave_latest: {best}": comparison.summarise([_result(0.08)]),
+        "leave_latest: most popular": comparison.summarise([_result(0.05)]),
+        f"temporal (warm users): {best}": comparison.summarise([_result(0.04)]),
+        "temporal (warm users): most popular": comparison.summarise([_result(0.05)]),
+    }
+    verdict = comparison.verdict(summaries, walk_runs, temporal, best)
+    assert verdict["best two-tower, filtered HR@10"] == pytest.approx(0.18)
+    assert verdict["best beats EASE on every seed"] and verdict["best reaches 0.18 (mean over seeds)"]
+    assert verdict["leave-latest: best beats most popular"]
+    assert not verdict["time cut, warm users: best beats most popular"]
+    walk_runs[best].append(_result(0.17))
+    assert not comparison.verdict(summaries, walk_runs, temporal, best)["best beats EASE on every seed"]

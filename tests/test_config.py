@@ -1,5 +1,6 @@
 import pytest
 
+import twotower_utils as tt
 from twotower_utils import ConfigError, ExperimentConfig
 
 
@@ -46,3 +47,28 @@ def test_dict_round_trip_ignores_foreign_keys():
     config = ExperimentConfig(embedding_dim=16, ks=[1, 10])
     again = ExperimentConfig.from_dict({**config.to_dict(), "not_a_parameter": 1})
     assert again == config and again.ks == (1, 10)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"logq_correction": -1.0},
+        {"logq_correction": True},
+        {"temperature": 0},
+        {"l2_regularization": -0.1},
+        {"user_features": ("shoe size",)},
+        {"movie_features": ("genres", "genres")},
+        {"tower_layers": (0,)},
+        {"negatives": "some"},
+        {"split": "sideways"},
+    ],
+)
+def test_bad_switch_values_are_refused(changes):
+    with pytest.raises(ConfigError):
+        tt.ExperimentConfig(**changes)
+
+
+def test_switch_config_round_trips():
+    config = tt.ExperimentConfig(user_features=["age"], tower_layers=[16, 8], logq_correction=0.5)
+    assert config.user_features == ("age",) and config.tower_layers == (16, 8)
+    assert tt.ExperimentConfig.from_dict(config.to_dict()) == config

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from twotower_utils import embeddings as emb
-from twotower_utils.model import build_model
+from twotower_utils.models.two_tower import build_model
+from twotower_utils.notebook import embeddings as emb
 
 
 def _group_vectors(data, groups: int, noise: float = 0.01, seed: int = 0):

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from twotower_utils.losses import in_batch_softmax_loss, retrieval_loss, sampled_sigmoid_loss
+from twotower_utils.models.losses import in_batch_softmax_loss, retrieval_loss, sampled_sigmoid_loss
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import real_data_dir
 from tests.test_notebooks import NOTEBOOKS
-from twotower_utils.runner import main
+from twotower_utils.notebook.runner import main
 
 pytestmark = pytest.mark.notebooks
 

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from tests.conftest import real_data_dir
-from twotower_utils.runner import main, numbered_notebooks
+from twotower_utils.notebook.runner import main, numbered_notebooks
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = ["-p", "epochs=2", "-p", "embedding_dim=32"]

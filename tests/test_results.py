@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from twotower_utils.experiment import load_or_train
+from twotower_utils.experiments.workflow import load_or_train
 from twotower_utils.results import read_metrics, record_metrics, save_figure
 
 

@@ -2,7 +2,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from twotower_utils.runner import main, numbered_notebooks, parse_parameters
+from twotower_utils.notebook.runner import main, numbered_notebooks, parse_parameters
 
 
 def test_parse_parameters_converts_numbers_and_flags():

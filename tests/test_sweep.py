@@ -6,8 +6,9 @@ import subprocess
 import pandas as pd
 import pytest
 
-from twotower_utils import sweep
-from twotower_utils.data import validation_split
+from twotower_utils.config import ConfigError
+from twotower_utils.data.splits import validation_split
+from twotower_utils.experiments import sweep
 
 
 @pytest.fixture()
@@ -130,7 +131,7 @@ def test_write_outputs_writes_tables_json_and_figures(tmp_path):
 
 
 def test_command_line_reuses_the_cache_on_a_second_call(tiny_data, tiny_split, tmp_path, monkeypatch, capsys):
-    import twotower_utils.experiment as experiment
+    import twotower_utils.experiments.workflow as experiment
 
     monkeypatch.setattr(experiment, "prepare", lambda config, data_dir=None: (tiny_data, tiny_split))
     argv = ["--dims", "4", "8", "--seeds", "7", "--epochs", "1", "--batch-size", "32", "--output-dir", str(tmp_path)]
@@ -149,7 +150,7 @@ def test_make_sweep_passes_dims_seeds_and_epochs():
     command = subprocess.run(
         ["make", "-n", "sweep", "DIMS=8 32 128", "SEEDS=42 43", "EPOCHS=3"], capture_output=True, text=True, check=True
     ).stdout
-    assert "-m twotower_utils.sweep --dims 8 32 128" in command
+    assert "-m twotower_utils sweep --dims 8 32 128" in command
     assert "--seeds 42 43" in command and "--epochs 3" in command and "--output-dir results/sweep" in command
 
 
@@ -162,3 +163,20 @@ def test_validation_folds_of_one_seed_are_disjoint(tiny_split):
     assert len(second.train) + len(second.test) == len(train)
     with pytest.raises(ValueError, match="fold must be a whole number from 0 to 3"):
         validation_split(train, 0.25, seed=5, fold=4)
+
+
+def test_dimensions_from_notebook_and_command_line_forms():
+    assert sweep.parse_dims("8 32 128") == [8, 32, 128]
+    assert sweep.parse_dims("8,32") == [8, 32] and sweep.parse_dims(64) == [64] and sweep.parse_dims([8, 16]) == [8, 16]
+    with pytest.raises(ConfigError, match="whole numbers"):
+        sweep.parse_dims("8 abc")
+    with pytest.raises(ConfigError, match="embedding_dim"):
+        sweep.parse_dims("8 -4")
+
+
+def test_the_sweeps_verdict_names_the_validation_choice_and_the_reports_dimension():
+    text = sweep.describe_sweep(_fake_summary(), validation_rows=8000, epochs=10)
+    assert "**$d = 32$** with 0.2100" in text and "**the best of the sweep**" in text
+    assert "8,000 held-out training ratings" in text and "parameters grow from 80 to 1,280" in text
+    other = sweep.describe_sweep(_fake_summary(), validation_rows=8000, epochs=10, reference_dim=128)
+    assert "the report's 128 is **not** the best: 32 scores 1.31× its validation top-10" in other

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from twotower_utils.evaluation import metric_name, topk_accuracy
+from twotower_utils.evaluation.counting import metric_name, topk_accuracy
 from twotower_utils.training import train
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twotower_utils import tuning
 from twotower_utils.config import ConfigError
+from twotower_utils.experiments import tuning
 
 
 @pytest.fixture()

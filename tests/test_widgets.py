@@ -2,8 +2,8 @@
 
 import pytest
 
-from twotower_utils.evaluation import metric_name
-from twotower_utils.widgets import (
+from twotower_utils.evaluation.counting import metric_name
+from twotower_utils.notebook.widgets import (
     DimensionPanel,
     comparison_table,
     parameter_count,

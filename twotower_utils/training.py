@@ -1,4 +1,5 @@
-"""Training: the report's recipe, with per-epoch top-k curves from the fast evaluator."""
+"""Training: fit a two-tower model (``models.two_tower.build_model``) on a split's training part, with
+per-epoch train/test top-k curves from the one counting core (``evaluation.counting``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils.config import ExperimentConfig
-from twotower_utils.data import MovieLens, Split, interactions_dataset
-from twotower_utils.evaluation import metric_name, topk_accuracy
-from twotower_utils.model import TwoTowerModel, build_model
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.pipeline import interactions_dataset
+from twotower_utils.data.splits import Split
+from twotower_utils.evaluation.counting import metric_name, topk_accuracy
+from twotower_utils.models.two_tower import TwoTowerModel, build_model
 
 
 class TopKCurves(tf.keras.callbacks.Callback):

@@ -1,6 +1,6 @@
 """Sweep the embedding dimension: train each (dimension, seed), cache every finished run, summarise, plot.
 
-``python -m twotower_utils.sweep --dims 8 32 128 --seeds 42 --output-dir results/sweep`` (or ``make sweep``).
+``python -m twotower_utils sweep --dims 8 32 128 --seeds 42 --output-dir results/sweep`` (or ``make sweep``).
 
 Each run trains two models with the same config:
 
@@ -30,12 +30,14 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils.config import ExperimentConfig
-from twotower_utils.data import MovieLens, Split, validation_split
-from twotower_utils.evaluation import seen_matrix, topk_accuracy
-from twotower_utils.model import parameter_counts
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import Split, validation_split
+from twotower_utils.evaluation.counting import filtered_topk_accuracy, topk_accuracy
+from twotower_utils.models.two_tower import parameter_counts
 from twotower_utils.results import write_json_atomic
 from twotower_utils.training import TrainingResult, train
 
+PROG = "python -m twotower_utils sweep"
 CACHE_VERSION = 1
 # Always part of a run's cache key; any other config field joins the key only when it differs from its default,
 # so adding a new switch to ExperimentConfig (default: off, the report's recipe) keeps existing caches valid.
@@ -97,8 +99,7 @@ def run_one(
     ks = config.ks
     train_topk = {k: result.final(k, test=False) for k in ks}
     test_topk = {k: result.final(k, test=True) for k in ks}
-    seen = seen_matrix(split.train, data.num_users, data.num_movies)
-    test_filtered = topk_accuracy(result.model, split.test, ks, config.eval_batch_size, exclude=seen)
+    test_filtered = filtered_topk_accuracy(result.model, split.train, split.test, ks, config.eval_batch_size)
     counts = parameter_counts(result.model)
     history = result.history
     record: dict[str, Any] = {
@@ -116,14 +117,29 @@ def run_one(
     }
     if validation is not None:
         checked = train(config, data, validation, verbose=0, curves=False)
-        seen_fit = seen_matrix(validation.train, data.num_users, data.num_movies)
         record["val_topk"] = _by_k(topk_accuracy(checked.model, validation.test, ks, config.eval_batch_size))
         record["val_topk_filtered"] = _by_k(
-            topk_accuracy(checked.model, validation.test, ks, config.eval_batch_size, exclude=seen_fit)
+            filtered_topk_accuracy(checked.model, validation.train, validation.test, ks, config.eval_batch_size)
         )
         record["validation_rows"] = len(validation.test)
     record["wall_seconds"] = time.perf_counter() - start
     return record, result
+
+
+def parse_dims(value, base: ExperimentConfig | None = None) -> list[int]:
+    """Dimensions from papermill/CLI friendly forms: ``"8 32 128"``, ``"8,32"``, ``64`` or ``[8, 32]``;
+    each is checked by ``ExperimentConfig`` (a bad one stops here with one ``ConfigError``)."""
+    from twotower_utils.config import ConfigError
+
+    items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+    dims = []
+    for item in items:
+        try:
+            dims.append(int(item))
+        except (TypeError, ValueError):
+            raise ConfigError(f"embedding dimensions must be whole numbers, got {item!r} in {value!r}") from None
+        (base or ExperimentConfig()).replace(embedding_dim=dims[-1])
+    return dims
 
 
 def data_fingerprint(data: MovieLens, split: Split) -> str:
@@ -415,8 +431,41 @@ def format_table(summary: pd.DataFrame, k: int = 10) -> str:
     return "\n".join(lines)
 
 
+def describe_sweep(summary: pd.DataFrame, validation_rows: int, epochs: int, reference_dim: int = 32) -> str:
+    """The sweep's verdict in Markdown: the dimension chosen on validation against ``reference_dim`` (the
+    report's), and how parameters, train/test top-10, the gap and training time move across the sweep."""
+    table = by_dimension(summary)
+    best, best_unfiltered = best_dimension(summary), best_dimension(summary, "val_top_10")
+    reference = min(table.index, key=lambda d: abs(d - reference_dim))
+    low, high = table.index.min(), table.index.max()
+    chosen, ref = table.loc[best["embedding_dim"]], table.loc[reference]
+
+    def span(column: str, fmt: str = ".4f") -> str:
+        return f"{table.loc[low, column]:{fmt}} to {table.loc[high, column]:{fmt}}"
+
+    if best["embedding_dim"] == reference:
+        verdict = f"so the report's choice of {reference} is **the best of the sweep** on validation"
+    else:
+        ratio = chosen["val_filtered_top_10"] / max(ref["val_filtered_top_10"], 1e-12)
+        verdict = f"so the report's {reference} is **not** the best: {best['embedding_dim']} scores {ratio:.2f}× its validation top-10"
+    return (
+        f"**Chosen on validation** (top-10, training movies excluded, {validation_rows:,} held-out training ratings): "
+        f"**$d = {best['embedding_dim']}$** with {best['value']:.4f}, against {ref['val_filtered_top_10']:.4f} at "
+        f"$d = {reference}$, {verdict}. Without filtering, validation top-10 prefers $d = {best_unfiltered['embedding_dim']}$.\n\n"
+        f"From $d = {low}$ to $d = {high}$ the parameters grow from {span('parameters', ',.0f')}, train top-10 goes from "
+        f"{span('train_top_10')}, while test top-10 goes from {span('test_top_10')} (filtered: "
+        f"{span('test_filtered_top_10')}). The train–test gap at top-10 moves from {span('gap_top_10')}. "
+        f"For the chosen $d = {best['embedding_dim']}$ the test numbers — looked at only now — are "
+        f"{chosen['test_top_10']:.4f} (all movies) and {chosen['test_filtered_top_10']:.4f} (training movies excluded). "
+        f"Training steps took {span('train_seconds', '.1f')} s from $d = {low}$ to $d = {high}$ ({epochs} epochs; "
+        "wall-clock times on a shared machine are noisy)."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="model seeds (default: --split-seed)")
     parser.add_argument("--split-seed", type=int, default=42, help="seed of the 80/20 split and the validation part")
@@ -429,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from twotower_utils.config import ConfigError
-    from twotower_utils.data import DataUnavailableError
-    from twotower_utils.experiment import prepare
+    from twotower_utils.data.movielens import DataUnavailableError
+    from twotower_utils.experiments.workflow import prepare
 
     try:
         base = ExperimentConfig(

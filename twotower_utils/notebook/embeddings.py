@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twotower_utils.data import MovieLens
+from twotower_utils.data.movielens import MovieLens
 
 
 def movie_vectors(model) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from twotower_utils.data import MovieLens
+from twotower_utils.data.movielens import MovieLens
 
 
 def dataset_summary(data: MovieLens) -> dict[str, float | int | str]:

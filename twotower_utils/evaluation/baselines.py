@@ -1,7 +1,7 @@
 """Baselines that every two-tower model must beat: random, most-popular and EASE.
 
 Each returns a score matrix ``[num_users + 1, num_movies + 1]`` indexed by the integer ids
-(row 0 and column 0, out-of-vocabulary, are unused), the shape of ``evaluation.seen_matrix``,
+(row 0 and column 0, out-of-vocabulary, are unused), the shape of ``counting.seen_matrix``,
 so they go through exactly the same metrics as the two-tower (``metrics.py``).
 """
 
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from twotower_utils.evaluation.counting import filtered_topk_accuracy
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)
 
@@ -65,13 +67,9 @@ def tune_ease(
 
     Returns the best lambda and the validation hit rate of every lambda tried.
     """
-    from twotower_utils.evaluation import seen_matrix
-    from twotower_utils.metrics import hit_rates_from_scores
-
-    seen = seen_matrix(train, num_users, num_movies)
     found = {}
     for lam in lambdas:
         scores = ease_scores(train, num_users, num_movies, lam)
-        found[float(lam)] = hit_rates_from_scores(scores, validation, [k], exclude=seen)[k]
+        found[float(lam)] = filtered_topk_accuracy(scores, train, validation, [k])[k]
     best = max(found, key=lambda lam: (found[lam], -lam))
     return best, found

@@ -1,17 +1,20 @@
-"""Notebook 06's machinery: the baselines, the switch-by-switch walk from the report's model
-to the best two-tower, several seeds, one table and one plot."""
+"""Notebook 06's machinery: the baselines, the switch-by-switch walk from the report's model to the best
+two-tower, several seeds, the checks (evaluators agree, 5-fold validation), the temporal splits, the
+verdict, one table and one plot."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from twotower_utils import baselines
 from twotower_utils.config import ExperimentConfig
-from twotower_utils.data import MovieLens, Split, validation_split
-from twotower_utils.metrics import evaluate_scores, model_scores
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import Split, make_split, validation_split
+from twotower_utils.evaluation import baselines
+from twotower_utils.evaluation.counting import filtered_topk_accuracy
+from twotower_utils.evaluation.metrics import evaluate_scores, model_scores
 from twotower_utils.training import train
 
 # Chosen by 5-fold validation inside the training data (`make tune`, tuning.py), never on test.
@@ -26,6 +29,14 @@ BEST_SWITCHES = {
     "epochs": 20,
 }
 BEST_SUFFIX = " (best)"
+
+
+def best_switches(**overrides) -> dict:
+    """``BEST_SWITCHES`` with some values replaced (notebook 06's parameters); unknown names are refused."""
+    unknown = set(overrides) - set(BEST_SWITCHES)
+    if unknown:
+        raise ValueError(f"not a switch of the best model: {sorted(unknown)}; the switches are {sorted(BEST_SWITCHES)}")
+    return {**BEST_SWITCHES, **overrides}
 
 
 def walk(report: ExperimentConfig, best: dict | None = None) -> list[tuple[str, ExperimentConfig]]:
@@ -141,3 +152,85 @@ def plot_walk(summaries: dict[str, dict], title: str):
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     fig.tight_layout()
     return fig
+
+
+def evaluator_check(config: ExperimentConfig, data: MovieLens, split: Split, ks: Sequence[int]) -> float:
+    """Train ``config`` once; the largest difference in filtered hit rate between scoring from the towers
+    (TensorFlow, as ``FactorizedTopK`` does) and from the NumPy score matrix the metrics use."""
+    model = train(config, data, split, verbose=0, curves=False).model
+    from_towers = filtered_topk_accuracy(model, split.train, split.test, ks)
+    from_scores = filtered_topk_accuracy(model_scores(model), split.train, split.test, ks)
+    return max(abs(from_towers[k] - from_scores[k]) for k in ks)
+
+
+def validation_check(config: ExperimentConfig, data: MovieLens, split: Split, folds: int) -> dict:
+    """``config`` and EASE (its lambda chosen over the same folds) on ``folds`` disjoint validation parts of
+    the training split: filtered hit rate @10 per fold and the means."""
+    from twotower_utils.experiments import tuning
+
+    parts = tuning.validation_folds(split.train, folds)
+    two_tower = tuning.cross_validate(config, data, parts)
+    ease = tuning.cross_validate_ease(data, parts)
+    lam = tuning.best_lambda(ease)
+    return {
+        "folds": folds,
+        "best_two_tower": float(np.mean(two_tower)),
+        "best_two_tower_folds": two_tower,
+        "ease": float(np.mean(ease[lam])),
+        "ease_folds": ease[lam],
+        "ease_lambda": lam,
+    }
+
+
+def temporal_comparison(
+    data: MovieLens,
+    models: Sequence[tuple[str, ExperimentConfig]],
+    seeds: Sequence[int],
+    ks: Sequence[int],
+    train_fraction: float = 0.8,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict]:
+    """Most-popular, EASE and ``models`` on the two time-respecting splits (leave-latest-out and the
+    global time cut).  On the time cut only users with training ratings are scored (an id tower cannot
+    serve the others); ``log`` says how many test interactions that leaves out."""
+    summaries = {}
+    for split_name in ("leave_latest", "temporal"):
+        split = make_split(data, split_name, train_fraction=train_fraction)
+        warm = split.test["user_idx"].isin(set(split.train["user_idx"]))
+        if not warm.all():
+            log(f"{split_name}: {1 - warm.mean():.0%} of test interactions are from users without training ratings")
+            split_name = f"{split_name} (warm users)"
+            split = Split(split.train, split.test[warm].reset_index(drop=True), split_name)
+        scores = baseline_scores(data, split, seed=0)["scores"]
+        for name, matrix in scores.items():
+            if name != "random":
+                summaries[f"{split_name}: {name}"] = summarise([measure_scores(matrix, data, split, ks)])
+        for name, config in models:
+            summaries[f"{split_name}: {name}"] = summarise(measure_two_tower(config, data, split, seeds, ks))
+    return summaries
+
+
+def verdict(summaries: dict, walk_runs: dict, temporal: dict, best_name: str, target: float = 0.18) -> pd.Series:
+    """What notebook 06 set out to show, as numbers and yes/no answers (filtered hit rate @10)."""
+
+    def mean(table: dict, name: str) -> float:
+        return table[name]["HR@10 filtered"]["mean"]
+
+    ease = next(name for name in summaries if name.startswith("EASE"))
+    best = mean(summaries, best_name)
+    per_seed = [flatten(run)["HR@10 filtered"] for run in walk_runs[best_name]]
+    return pd.Series(
+        {
+            "best two-tower, filtered HR@10": best,
+            "EASE, filtered HR@10": mean(summaries, ease),
+            "most popular, filtered HR@10": mean(summaries, "most popular"),
+            "report's recipe, filtered HR@10": mean(summaries, "report's recipe"),
+            "best beats most popular on every seed": min(per_seed) > mean(summaries, "most popular"),
+            "best beats EASE on every seed": min(per_seed) > mean(summaries, ease),
+            f"best reaches {target:g} (mean over seeds)": best >= target,
+            "leave-latest: best beats most popular": mean(temporal, f"leave_latest: {best_name}")
+            > mean(temporal, "leave_latest: most popular"),
+            "time cut, warm users: best beats most popular": mean(temporal, f"temporal (warm users): {best_name}")
+            > mean(temporal, "temporal (warm users): most popular"),
+        }
+    )

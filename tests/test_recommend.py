@@ -1,6 +1,6 @@
 import pytest
 
-from twotower_utils.serving import brute_force_index, recommend
+from twotower_utils.serving.recommend import brute_force_index, recommend
 from twotower_utils.training import train
 
 

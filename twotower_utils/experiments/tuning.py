@@ -6,7 +6,7 @@ change it.  So each config here is trained and scored on ``folds`` disjoint vali
 training split (fold ``i`` trains with model seed ``config.seed + i``) and judged by the mean; EASE goes
 through the same folds.  The test split is never touched.
 
-``python -m twotower_utils.tuning --output-dir results/tuning`` (or ``make tune``) cross-validates the
+``python -m twotower_utils tune --output-dir results/tuning`` (or ``make tune``) cross-validates the
 grid ``DEFAULT_GRID`` around ``comparison.BEST_SWITCHES`` (every combination), caching one JSON per
 (config, fold) so a rerun only trains what is missing, and prints a table best-first.
 """
@@ -26,14 +26,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twotower_utils import baselines
 from twotower_utils.config import ExperimentConfig
-from twotower_utils.data import MovieLens, Split, validation_split
-from twotower_utils.evaluation import seen_matrix, topk_accuracy
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import Split, validation_split
+from twotower_utils.evaluation import baselines
+from twotower_utils.evaluation.counting import filtered_topk_accuracy
+from twotower_utils.experiments.sweep import data_fingerprint
 from twotower_utils.results import write_json_atomic
-from twotower_utils.sweep import data_fingerprint
 from twotower_utils.training import train
 
+PROG = "python -m twotower_utils tune"
 DEFAULT_FOLDS = 5
 DEFAULT_FRACTION = 0.1
 CACHE_VERSION = 1
@@ -58,8 +60,7 @@ def validation_folds(
 def fold_hit_rate(config: ExperimentConfig, data: MovieLens, fold: Split, k: int = 10) -> float:
     """Train ``config`` on the fold's training part; filtered hit rate @k on its validation part."""
     model = train(config, data, fold, verbose=0, curves=False).model
-    seen = seen_matrix(fold.train, data.num_users, data.num_movies)
-    return float(topk_accuracy(model, fold.test, [k], config.eval_batch_size, exclude=seen)[k])
+    return float(filtered_topk_accuracy(model, fold.train, fold.test, [k], config.eval_batch_size)[k])
 
 
 def _fold_key(config: ExperimentConfig, data: MovieLens, fold: Split, k: int) -> str:
@@ -156,12 +157,14 @@ def _parse_grid(items: Sequence[str]) -> dict[str, tuple]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from twotower_utils.comparison import BEST_SWITCHES
     from twotower_utils.config import ConfigError
-    from twotower_utils.data import DataUnavailableError
-    from twotower_utils.experiment import prepare
+    from twotower_utils.data.movielens import DataUnavailableError
+    from twotower_utils.experiments.comparison import BEST_SWITCHES
+    from twotower_utils.experiments.workflow import prepare
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--grid", nargs="*", default=None, help="field=v1,v2 ... (default: DEFAULT_GRID)")
     parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS)
     parser.add_argument("--fraction", type=float, default=DEFAULT_FRACTION)

@@ -1,7 +1,7 @@
 """Honest top-k metrics from one score matrix, shared by the two-tower and the baselines.
 
 A *score matrix* is ``[num_users + 1, num_movies + 1]``, indexed by integer ids like
-``evaluation.seen_matrix`` (row 0 and column 0, the out-of-vocabulary slots, are never
+``counting.seen_matrix`` (row 0 and column 0, the out-of-vocabulary slots, are never
 ranked).  The two-tower's is ``user_tower.embed_all() @ movie_tower.embed_all().T``
 (``model_scores``); a baseline builds its own (``baselines.py``).
 
@@ -10,8 +10,8 @@ Two families of numbers:
 * **per-interaction hit rate @k** — ``FactorizedTopK``'s definition: a test interaction is a
   hit when fewer than k catalogue movies score strictly above its movie (ties count as hits).
   *Unfiltered* ranks against the whole catalogue; *filtered* leaves out the user's training
-  movies (TFRS issue #113).  For a model, ``evaluation.topk_accuracy`` computes the same
-  numbers straight from the towers (``evaluation.topk_accuracy``).
+  movies (TFRS issue #113).  Both come from the one counting core, ``counting.topk_accuracy``,
+  which takes a score matrix or a model's towers alike.
 * **per-user ranking metrics** on each test user's filtered top-k list (ties broken by the
   lower movie id): Recall@k (hits / the user's test movies), Precision@k (hits / k),
   NDCG@k (binary gains, ideal DCG over min(k, test movies)), MAP@k (average precision
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from twotower_utils.evaluation import hit_rates_from_counts, seen_matrix
+from twotower_utils.evaluation.counting import seen_matrix, topk_accuracy
 
 
 def model_scores(model) -> np.ndarray:
@@ -35,32 +35,6 @@ def model_scores(model) -> np.ndarray:
     users = model.user_tower.embed_all().numpy()
     movies = model.movie_tower.embed_all().numpy()
     return users @ movies.T
-
-
-def counts_beating_from_scores(
-    scores: np.ndarray, frame: pd.DataFrame, exclude: np.ndarray | None = None, batch_size: int = 2048
-) -> np.ndarray:
-    """For each interaction, how many catalogue movies score strictly above its movie
-    (``evaluation.candidates_beating`` for a score matrix; the movie never beats itself)."""
-    users = frame["user_idx"].to_numpy(np.int64)
-    movies = frame["movie_idx"].to_numpy(np.int64)
-    counts = []
-    for start in range(0, len(frame), batch_size):
-        u, m = users[start : start + batch_size], movies[start : start + batch_size]
-        rows = scores[u, 1:]
-        beating = rows > scores[u, m][:, None]
-        if exclude is not None:
-            beating &= ~exclude[u, 1:]
-        beating[np.arange(len(m)), m - 1] = False
-        counts.append(beating.sum(axis=1))
-    return np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, dtype=np.int64)
-
-
-def hit_rates_from_scores(
-    scores: np.ndarray, frame: pd.DataFrame, ks: Sequence[int], exclude: np.ndarray | None = None
-) -> dict[int, float]:
-    """Per-interaction hit rate @k (filtered when ``exclude`` is a ``seen_matrix``)."""
-    return hit_rates_from_counts(counts_beating_from_scores(scores, frame, exclude), ks)
 
 
 def ranked_movies(scores: np.ndarray, exclude: np.ndarray | None = None, users: np.ndarray | None = None) -> np.ndarray:
@@ -144,8 +118,8 @@ def evaluate_scores(
     test_users = np.unique(test["user_idx"].to_numpy())
     lists = top_k_lists(scores, list_k, seen, test_users)
     return {
-        "hit_rate": hit_rates_from_scores(scores, test, ks),
-        "hit_rate_filtered": hit_rates_from_scores(scores, test, ks, exclude=seen),
+        "hit_rate": topk_accuracy(scores, test, ks),
+        "hit_rate_filtered": topk_accuracy(scores, test, ks, exclude=seen),
         "ranking": ranking_metrics(scores, test, [k for k in ks if k <= list_k] or [list_k], exclude=seen),
         f"coverage@{list_k}": coverage(lists, num_movies),
         f"popularity@{list_k}": popularity_bias(lists, train, num_movies),

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from twotower_utils.evaluation import metric_name
+from twotower_utils.evaluation.counting import metric_name
 
 
 def plot_loss(history: pd.DataFrame, ax=None):

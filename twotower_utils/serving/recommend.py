@@ -9,10 +9,10 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from twotower_utils.data import MovieLens, lookup_ids
-from twotower_utils.evaluation import seen_matrix
-from twotower_utils.metrics import model_scores, top_k_lists
-from twotower_utils.model import TwoTowerModel
+from twotower_utils.data.movielens import MovieLens, lookup_ids
+from twotower_utils.evaluation.counting import seen_matrix
+from twotower_utils.evaluation.metrics import model_scores, top_k_lists
+from twotower_utils.models.two_tower import TwoTowerModel
 
 
 def user_ids_to_index(data: MovieLens, user_ids: Sequence[str]) -> np.ndarray:

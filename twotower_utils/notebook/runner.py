@@ -1,4 +1,4 @@
-"""Run the numbered notebooks headless with papermill: ``python -m twotower_utils.runner``."""
+"""Run the numbered notebooks headless with papermill: ``python -m twotower_utils run``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from twotower_utils.results import read_metrics, record_metrics
 
+PROG = "python -m twotower_utils run"
 DEFAULT_KERNEL = "twotower"
 
 
@@ -71,7 +72,7 @@ def _parse_value(value: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     parser.add_argument("--output-dir", type=Path, default=Path("results"))
     parser.add_argument("--kernel", default=DEFAULT_KERNEL)

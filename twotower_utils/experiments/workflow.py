@@ -9,8 +9,9 @@ import os
 import pandas as pd
 
 from twotower_utils.config import ExperimentConfig
-from twotower_utils.data import MovieLens, Split, make_split
-from twotower_utils.model import build_model
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import Split, make_split
+from twotower_utils.models.two_tower import build_model
 from twotower_utils.results import load_model_weights, load_saved_config, save_model
 from twotower_utils.training import TrainingResult, train
 

@@ -19,13 +19,22 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils.config import ConfigError, ExperimentConfig
-from twotower_utils.data import MovieLens, Split
-from twotower_utils.evaluation import metric_name
-from twotower_utils.model import TwoTowerModel
-from twotower_utils.sweep import DEFAULT_DIMS, run_one
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import Split
+from twotower_utils.evaluation.counting import metric_name
+from twotower_utils.experiments.sweep import DEFAULT_DIMS, run_one
+from twotower_utils.models.two_tower import TwoTowerModel
 
 # Processes that execute notebooks without a browser: widgets cannot render under them.
-HEADLESS_RUNNERS = ("papermill", "nbconvert", "nbclient", "pytest", "twotower_utils.runner", "jupyter-execute")
+HEADLESS_RUNNERS = (
+    "papermill",
+    "nbconvert",
+    "nbclient",
+    "pytest",
+    "twotower_utils run",
+    "twotower_utils.notebook.runner",
+    "jupyter-execute",
+)
 
 
 class _EpochHook(tf.keras.callbacks.Callback):
@@ -83,7 +92,7 @@ def widgets_can_render(interactive: bool = True) -> bool:
 
     ``False`` when ``interactive`` is false, ``TWOTOWER_HEADLESS`` is set, ipywidgets is missing, we are not in
     a Jupyter kernel, or the kernel was started by a headless executor (papermill, nbconvert, nbclient, pytest,
-    ``twotower_utils.runner``), which is read from the parent process's command line.
+    ``python -m twotower_utils run``), which is read from the parent process's command line.
     """
     if not interactive or os.environ.get("TWOTOWER_HEADLESS"):
         return False

@@ -1,0 +1,39 @@
+"""The package's command line: ``python -m twotower_utils <command> [options]``.
+
+Each command is one module's ``main``; ``python -m twotower_utils <command> --help`` shows its options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "run": ("twotower_utils.notebook.runner", "run the numbered notebooks headless (make run-notebooks)"),
+    "sweep": ("twotower_utils.experiments.sweep", "sweep the embedding dimension, chosen on validation (make sweep)"),
+    "tune": ("twotower_utils.experiments.tuning", "k-fold validation of two-tower configs and EASE (make tune)"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m twotower_utils <command> [options]", "", "commands:"]
+    lines += [f"  {name:<8} {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "python -m twotower_utils <command> --help shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

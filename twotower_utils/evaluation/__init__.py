@@ -1,0 +1,2 @@
+"""Evaluation: the one counting core behind every hit rate (``counting``), the honest metrics computed
+from it and from score matrices (``metrics``), and the baselines every model must beat (``baselines``)."""

@@ -1,0 +1,4 @@
+"""Experiments: what the notebooks and ``make`` commands run on top of the model code.  ``workflow``
+(load the data, split it, train or reuse a saved model), ``sweep`` (embedding dimension, notebook 05),
+``tuning`` (k-fold validation, ``make tune``), ``comparison`` (notebook 06's walk, checks and verdict).
+Nothing below this layer imports it."""

@@ -1,0 +1,177 @@
+"""The two-tower retrieval model: score(user, movie) = <user tower(user), movie tower(movie)>.
+
+One model class with the switches of ``ExperimentConfig`` (all off by default, which is the seed
+report's recipe: bare 32-d embedding tables, ``tfrs.tasks.Retrieval``'s in-batch softmax, Adagrad 0.1):
+
+* in the towers (``models.towers.Tower``): side features, hidden layers, L2-normalised outputs, an L2
+  penalty on the looked-up embedding rows;
+* in the loss (``TwoTowerModel.compute_loss``): logQ correction (``logq_correction``), removal of
+  accidental hits, a temperature, and catalogue negatives (a full softmax over every movie instead of
+  the batch's other movies);
+* in the optimisation (``make_optimizer``): Adagrad/Adam/SGD, constant or cosine learning rate.
+
+Training steps use ``models.losses.retrieval_loss`` (the same loss as ``tfrs.tasks.Retrieval`` on the
+batch's distinct ids, much faster); the TFRS task with its ``FactorizedTopK`` metric stays attached for
+``metrics_in_training`` and for ``model.evaluate`` (the slow reference).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from twotower_utils.config import ExperimentConfig
+from twotower_utils.data.features import movie_feature_table, movie_sampling_probability, user_feature_table
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.models.losses import retrieval_loss
+from twotower_utils.models.towers import Tower
+
+
+class TwoTowerModel(tfrs.Model):
+    """Two towers and a retrieval task; ``compute_loss`` applies the config's loss switches.
+
+    ``sampling_probability`` (``[num_movies + 1]``, from ``data.features.movie_sampling_probability``)
+    is only read when ``config.logq_correction`` is on.
+    """
+
+    def __init__(
+        self,
+        user_tower: Tower,
+        movie_tower: Tower,
+        task: tfrs.tasks.Retrieval,
+        config: ExperimentConfig,
+        sampling_probability: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        self.user_tower = user_tower
+        self.movie_tower = movie_tower
+        self.task = task
+        self.metrics_in_training = config.metrics_in_training
+        self.logq_correction = float(config.logq_correction)
+        if self.logq_correction and sampling_probability is None:
+            raise ValueError("logq_correction needs the movies' sampling probabilities")
+        self.probability = None if sampling_probability is None else tf.constant(sampling_probability, tf.float32)
+        self.remove_accidental_hits = config.remove_accidental_hits
+        self.catalogue_negatives = config.negatives == "catalogue"
+        self.temperature = float(config.temperature)
+        self.num_movies = int(movie_tower.lookup.vocabulary_size()) - 1
+
+    def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        user_ids = tf.cast(features["user_id"], tf.int64)
+        movie_ids = tf.cast(features["movie_title"], tf.int64)
+        user_embeddings = self.user_tower(user_ids, training=training)
+        movie_embeddings = self.movie_tower(movie_ids, training=training)
+        compute_metrics = self.metrics_in_training or not training
+        if self.catalogue_negatives:
+            return self._catalogue_loss(user_embeddings, movie_embeddings, movie_ids, compute_metrics)
+        # logQ: Retrieval subtracts log(p); p ** strength subtracts strength * log(p)
+        probability = (
+            tf.pow(tf.gather(self.probability, movie_ids), self.logq_correction) if self.logq_correction else None
+        )
+        if not compute_metrics:  # the lean path: the task's loss on the batch's distinct ids
+            return retrieval_loss(
+                user_embeddings,
+                movie_embeddings,
+                user_ids,
+                movie_ids,
+                temperature=None if self.temperature == 1.0 else self.temperature,
+                log_sampling_probability=None if probability is None else tf.math.log(probability),
+                remove_accidental_hits=self.remove_accidental_hits,
+            )
+        extra = {}
+        if probability is not None:
+            extra["candidate_sampling_probability"] = probability
+        if self.remove_accidental_hits:
+            extra["candidate_ids"] = movie_ids
+        loss = self.task(user_embeddings, movie_embeddings, compute_metrics=False, **extra)
+        self._update_topk_metrics(user_embeddings, movie_embeddings)
+        return loss
+
+    def _catalogue_loss(self, user_embeddings, movie_embeddings, movie_ids, compute_metrics: bool) -> tf.Tensor:
+        """Full softmax: every movie of the catalogue is a negative, so there is no sampling bias to correct."""
+        catalogue = self.movie_tower(tf.range(1, self.num_movies + 1, dtype=tf.int64), training=False)
+        logits = tf.matmul(user_embeddings, catalogue, transpose_b=True) / self.temperature
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=movie_ids - 1, logits=logits))
+        if compute_metrics:
+            self._update_topk_metrics(user_embeddings, movie_embeddings)
+        return loss
+
+    def _update_topk_metrics(self, user_embeddings: tf.Tensor, movie_embeddings: tf.Tensor) -> None:
+        """``FactorizedTopK`` by score, as the task would update it (the movie ids are not passed: the
+        candidates carry no identifiers, and ids would make TFRS match by id instead of by score)."""
+        for metric in self.task.factorized_metrics:
+            metric.update_state(user_embeddings, movie_embeddings)
+
+
+def build_towers(config: ExperimentConfig, data: MovieLens) -> tuple[Tower, Tower]:
+    """The user tower (user id) and the movie tower (movie title), with the config's tower switches."""
+    common = {
+        "layers": config.tower_layers,
+        "normalize": config.normalize_embeddings,
+        "l2": config.l2_regularization,
+    }
+    user_side = user_feature_table(data, config.user_features) if config.user_features else None
+    movie_side = movie_feature_table(data, config.movie_features) if config.movie_features else None
+    user_tower = Tower(data.user_vocabulary, config.embedding_dim, user_side, name="user_tower", **common)
+    movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
+    for tower in (user_tower, movie_tower):
+        tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
+    return user_tower, movie_tower
+
+
+def build_model(config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None) -> TwoTowerModel:
+    """A compiled two-tower model, seeded from ``config.seed``; ``FactorizedTopK`` over every movie title
+    is its task's metric.  ``train_frame`` (default: every rating) gives the logQ sampling probabilities
+    and the length of a cosine schedule."""
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()  # same seed, same numbers (and no slower here)
+    user_tower, movie_tower = build_towers(config, data)
+    candidates = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary).batch(128).map(movie_tower)
+    task = tfrs.tasks.Retrieval(
+        metrics=tfrs.metrics.FactorizedTopK(candidates=candidates, ks=config.ks),
+        temperature=None if config.temperature == 1.0 else config.temperature,
+        remove_accidental_hits=config.remove_accidental_hits,
+    )
+    probability = movie_sampling_probability(data, train_frame) if config.logq_correction else None
+    model = TwoTowerModel(user_tower, movie_tower, task, config, probability)
+    num_examples = len(data.ratings if train_frame is None else train_frame)  # the cosine schedule's length
+    model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
+    return model
+
+
+def make_optimizer(config: ExperimentConfig, num_examples: int | None = None) -> tf.keras.optimizers.Optimizer:
+    """The config's optimizer, its learning rate from ``learning_rate_for``."""
+    optimizers = {
+        "adagrad": tf.keras.optimizers.Adagrad,
+        "adam": tf.keras.optimizers.Adam,
+        "sgd": tf.keras.optimizers.SGD,
+    }
+    return optimizers[config.optimizer](learning_rate=learning_rate_for(config, num_examples))
+
+
+def learning_rate_for(config: ExperimentConfig, num_examples: int | None = None):
+    """``learning_rate``, or with ``learning_rate_schedule="cosine"`` a schedule that decays it to 0
+    along a half cosine over the fit's ``epochs x ceil(num_examples / batch_size)`` steps."""
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    if not num_examples or num_examples < 1:
+        raise ValueError("a cosine learning-rate schedule needs the number of training examples")
+    steps = config.epochs * math.ceil(num_examples / config.batch_size)
+    return tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+
+
+def parameter_counts(model: TwoTowerModel) -> dict[str, int]:
+    """Trainable parameters of each tower (the report: 30,208 and 53,280 at dimension 32)."""
+    return {
+        "user_tower": int(model.user_tower.count_params()),
+        "movie_tower": int(model.movie_tower.count_params()),
+    }
+
+
+def in_batch_scores(model: TwoTowerModel, user_ids: tf.Tensor, movie_ids: tf.Tensor) -> tf.Tensor:
+    """The ``[batch, batch]`` score matrix of a batch: row i is user i against every movie of the batch."""
+    return tf.matmul(model.user_tower(user_ids), model.movie_tower(movie_ids), transpose_b=True)

@@ -1,0 +1,1 @@
+"""Serving: recommendations for raw user ids from a trained model (``recommend``)."""
