@@ -1,6 +1,8 @@
 """Shared fixtures: tiny synthetic MovieLens-like data (no TFDS) and the real data when present."""
 
+import json
 import os
+from pathlib import Path
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
@@ -91,3 +93,29 @@ def real_data():
     from twotower_utils.experiments.workflow import load_data
 
     return load_data(real_data_dir(), download=False)
+
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+# Small parameters for the smoke run of the whole series; the runner passes each to the notebooks that have it.
+SMALL = {
+    "epochs": 2,
+    "embedding_dim": 32,
+    "sweep_dims": "8 16",  # notebook 05
+    "compare_dims": 8,
+    "seeds": 1,  # notebook 06
+    "best_epochs": 2,
+    "validation_folds": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def series(tmp_path_factory):
+    """The whole series, in order, once, with ``SMALL`` parameters: (output folder, metrics.json).
+    Every notebook's smoke test reads its section from here, so CI runs each notebook once."""
+    from twotower_utils.notebook.runner import main
+
+    real_data_dir()
+    out = tmp_path_factory.mktemp("series")
+    parameters = [item for name, value in SMALL.items() for item in ("-p", f"{name}={value}")]
+    assert main(["--notebooks", str(NOTEBOOKS), "--output-dir", str(out), *parameters]) == 0
+    return out, json.loads((out / "metrics.json").read_text())

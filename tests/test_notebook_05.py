@@ -5,19 +5,12 @@ import json
 import nbformat
 import pytest
 
-from tests.conftest import real_data_dir
-from tests.test_notebooks import NOTEBOOKS
-from twotower_utils.notebook.runner import main
-
 pytestmark = pytest.mark.notebooks
 
 
-def test_notebook_05_runs_headless_and_records_what_it_found(tmp_path):
-    real_data_dir()
-    args = ["--notebooks", str(NOTEBOOKS), "--output-dir", str(tmp_path), "--only", "05"]
-    small = ["-p", "epochs=1", "-p", "sweep_dims=8 16", "-p", "compare_dims=8"]
-    assert main(args + small) == 0
-    section = json.loads((tmp_path / "metrics.json").read_text())["05_embedding_dimension"]
+def test_notebook_05_runs_headless_and_records_what_it_found(series):
+    tmp_path, metrics = series
+    section = metrics["05_embedding_dimension"]
     assert [row["embedding_dim"] for row in section["sweep"]] == [8, 16]
     assert section["best_on_validation"]["embedding_dim"] in (8, 16)
     assert section["best_on_validation"]["metric"].startswith("val")

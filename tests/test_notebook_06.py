@@ -1,23 +1,16 @@
-"""Notebook 06 runs headless with small parameters (1 seed, 2 epochs, 2 validation folds) and records what it should."""
+"""Notebook 06 runs headless in the series with small parameters (1 seed, 2 epochs, 2 validation folds) and records what it should."""
 
 import json
 
 import nbformat
 import pytest
 
-from tests.conftest import real_data_dir
-from tests.test_notebooks import NOTEBOOKS
-from twotower_utils.notebook.runner import main
-
 pytestmark = pytest.mark.notebooks
 
 
-def test_notebook_06_runs_headless_and_records_the_walk(tmp_path):
-    real_data_dir()
-    args = ["--notebooks", str(NOTEBOOKS), "--output-dir", str(tmp_path), "--only", "06"]
-    small = ["-p", "epochs=2", "-p", "best_epochs=2", "-p", "seeds=1", "-p", "validation_folds=2"]
-    assert main([*args, *small]) == 0
-    section = json.loads((tmp_path / "metrics.json").read_text())["06_better_retrieval"]
+def test_notebook_06_runs_headless_and_records_the_walk(series):
+    tmp_path, metrics = series
+    section = metrics["06_better_retrieval"]
     assert section["seeds"] == [42] and section["epochs"] == 2
     table = section["random_split"]
 

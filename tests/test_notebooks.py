@@ -2,27 +2,14 @@
 with small parameters, and records what it should (like recommenders' notebook tests)."""
 
 import json
-from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.conftest import real_data_dir
+from tests.conftest import NOTEBOOKS, real_data_dir
 from twotower_utils.notebook.runner import main, numbered_notebooks
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-SMALL = ["-p", "epochs=2", "-p", "embedding_dim=32"]
-SMALL += ["-p", "seeds=1", "-p", "best_epochs=2", "-p", "validation_folds=2"]  # notebook 06
 pytestmark = pytest.mark.notebooks
-
-
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    """The whole series, in order, once."""
-    real_data_dir()
-    out = tmp_path_factory.mktemp("series")
-    assert main(["--notebooks", str(NOTEBOOKS), "--output-dir", str(out), *SMALL]) == 0
-    return out, json.loads((out / "metrics.json").read_text())
 
 
 def test_every_notebook_has_one_parameters_cell():
