@@ -50,6 +50,7 @@ def recommend_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users-file", help="a file with one user id per line ('-': standard input)")
     parser.add_argument("--include-seen", action="store_true", help="keep the movies the user rated in training")
     args = parser.parse_args(argv)
+    _quiet_tensorflow()
     return _run(lambda: _recommend(args))
 
 
@@ -57,6 +58,7 @@ def similar_main(argv: list[str] | None = None) -> int:
     parser = _parser("python -m twotower_utils similar", "The k movies most like a movie, from an exported model.")
     parser.add_argument("--title", action="append", default=[], required=True, help="a movie title (repeatable)")
     args = parser.parse_args(argv)
+    _quiet_tensorflow()
     return _run(lambda: _similar(args))
 
 
@@ -149,7 +151,6 @@ def _check_k(k: int, num_movies) -> None:
 
 
 def _load(version_dir: Path):
-    _quiet_tensorflow()
     from twotower_utils.serving.export import load_export
 
     return load_export(version_dir)

@@ -325,7 +325,7 @@ def export_tables(
             "num_users": len(tables.user_ids),
             "num_movies": tables.num_movies,
             "embedding_dim": int(tables.movie_embeddings.shape[1]),
-            "training_interactions": len(tables.seen_movies),
+            "seen_pairs": len(tables.seen_movies),  # distinct (user, movie) training pairs left out
             "user_id_pattern": id_pattern(tables.user_ids),
             "example_user_id": str(tables.user_ids[0]),
             "signatures": list(SIGNATURES),
