@@ -86,12 +86,26 @@ def test_reload_in_a_fresh_process_gives_the_in_memory_lists(exports, trained, t
 def test_scann_export_reloads_with_recall_against_exact(exports, trained, tiny_data, tiny_split):
     metadata = ex.read_metadata(exports[1])
     assert metadata["index"] == "scann" and metadata["scann"]["num_leaves"] >= 1
-    users = tiny_data.user_vocabulary.tolist()
-    check = ex.reload_check(trained, tiny_data, tiny_split.train, exports[1], [*users, "nobody"], ["x"], k=5)
+    users, titles = tiny_data.user_vocabulary.tolist(), tiny_data.movie_vocabulary.tolist()
+    check = ex.reload_check(trained, tiny_data, tiny_split.train, exports[1], [*users, "nobody"], titles, k=5)
     assert "scann" in check["modules"] and "twotower_utils" not in check["modules"]
     assert check["serving_default"]["recall@k"] >= 0.95
     assert check["recommend_including_seen"]["recall@k"] >= 0.95
     assert check["serving_default"]["unknown_users_get_most_popular"]
+    # the fresh process asks for recommendations first: similar_movies must still get its own searcher
+    assert check["similar_movies"]["recall@k"] >= 0.95
+
+
+def test_each_scann_index_keeps_its_own_searcher_in_one_process(exports, tiny_data):
+    """Movies first, then users, then both again, with two loads of the export alive: every answer
+    matches the exact export's (ScaNN searches all of this tiny catalogue's leaves)."""
+    exact, first, second = ex.load_export(exports[0]), ex.load_export(exports[1]), ex.load_export(exports[1])
+    titles, users = tiny_data.movie_vocabulary.tolist(), tiny_data.user_vocabulary.tolist()
+    for model in (first, second, first):
+        similar = model.similar(titles, 5)["similar_titles"]
+        recommended = model.recommend(users, 5)["movie_titles"]
+        assert (similar == exact.similar(titles, 5)["similar_titles"]).mean() > 0.9
+        assert (recommended == exact.recommend(users, 5)["movie_titles"]).mean() > 0.9
 
 
 def test_scann_export_widens_its_search_for_left_out_movies(trained, tiny_data, tiny_split, tmp_path):

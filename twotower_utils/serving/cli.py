@@ -158,11 +158,10 @@ def _load(version_dir: Path):
 
 def _items(titles, scores) -> list[dict]:
     """Non-empty slots, best first."""
-    return [
-        {"rank": rank, "movie_title": title.decode(), "score": round(float(score), 6)}
-        for rank, (title, score) in enumerate(zip(titles, scores, strict=True), 1)
-        if title
-    ]
+    from twotower_utils.serving.export import result_rows
+
+    rows = result_rows([""], [titles], [scores])
+    return [{"rank": r["rank"], "movie_title": r["movie_title"], "score": round(r["score"], 6)} for r in rows]
 
 
 # --- similar -----------------------------------------------------------------------------------------

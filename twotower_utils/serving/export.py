@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,10 +136,9 @@ class Recommender(tf.Module):
         self.title_lookup = _lookup(tables.movie_titles)
         if index == "scann":
             self.scann_options = scann or default_scann_options(tables.num_movies)
-            self.user_index = build_scann(
-                tables.movie_embeddings[1:], self.scann_options, api="tf"
-            ).serialize_to_module()
-            self.movie_index = build_scann(unit[1:], self.scann_options, api="tf").serialize_to_module()
+            tag = uuid.uuid4().hex  # names the searcher resources of this export (see _ScannIndex)
+            self.user_index = _ScannIndex(build_scann(tables.movie_embeddings[1:], self.scann_options, api="tf"), tag)
+            self.movie_index = _ScannIndex(build_scann(unit[1:], self.scann_options, api="tf"), tag + "-movies")
 
     # --- recommendations for users -------------------------------------------------------------------
     @tf.function(input_signature=[_STRINGS, _K])
@@ -204,19 +204,17 @@ class Recommender(tf.Module):
         values, rows = tf.math.top_k(scores, k=k)
         return values, tf.cast(rows, tf.int64)
 
-    def _scann(self, queries, serialized, exclude, k, most_excluded):
+    def _scann(self, queries, index, exclude, k, most_excluded):
         """ScaNN's top ``k + most_excluded`` (rows 1..M are its candidates 0..M-1), the excluded ones removed,
         the best ``k`` kept.  Left-out movies widen the search: the leaves searched grow with the number
         of neighbours asked for, so that they hold about twice as many candidates."""
-        from scann.scann_ops.py import scann_ops
-
         options = self.scann_options
         wanted = tf.minimum(tf.cast(k, tf.int64) + most_excluded, self.num_movies)
         per_leaf = self.num_movies / options.num_leaves
         leaves = tf.cast(tf.math.ceil(2.0 * tf.cast(wanted, tf.float64) / per_leaf), tf.int32)
         leaves = tf.clip_by_value(tf.maximum(leaves, options.leaves_to_search), 1, options.num_leaves)
         wanted = tf.cast(wanted, tf.int32)
-        searcher = scann_ops.searcher_from_module(serialized)
+        searcher = index.searcher()
         found, scores = searcher.search_batched(
             queries,
             final_num_neighbors=wanted,
@@ -239,6 +237,36 @@ class Recommender(tf.Module):
         valid = tf.math.is_finite(scores)
         titles = tf.where(valid, tf.gather(self.titles, rows), "")
         return titles, tf.where(valid, scores, 0.0)
+
+
+class _ScannIndex(tf.Module):
+    """A ScaNN searcher's state (ScaNN's ``ScannState`` variables) and how to rebuild the searcher from it.
+
+    ScaNN's own ``recreate_handle`` leaves the resource's ``shared_name`` empty, so TensorFlow names the
+    searcher after its graph node, the same in every index: in one process the first searcher built is
+    then handed to every index (``similar_movies`` got the user index's searcher whenever a
+    recommendation came first).  A name unique to the index and the export keeps them apart, also when
+    several exports are loaded side by side (as TF Serving does with versions)."""
+
+    def __init__(self, searcher, tag: str) -> None:
+        super().__init__()
+        self.state = searcher.serialize_to_module()
+        self.shared_name = f"twotower-scann-{tag}"
+
+    @tf.function(input_signature=[])
+    def handle(self):
+        from scann.scann_ops.py import scann_ops
+
+        s = self.state
+        return scann_ops.tensors_to_scann(
+            s.dataset, s.scann_config, s.serialized_partitioner, s.datapoint_to_token, s.ah_codebook,
+            s.hashed_dataset, s.int8_dataset, s.int8_multipliers, s.dp_norms, shared_name=self.shared_name,
+        )  # fmt: skip
+
+    def searcher(self):
+        from scann.scann_ops.py import scann_ops
+
+        return scann_ops.ScannSearcher(self.handle())
 
 
 def _lookup(keys: np.ndarray) -> tf.lookup.StaticHashTable:
@@ -407,6 +435,16 @@ class LoadedModel:
     def similar(self, titles, k: int = 10) -> dict[str, np.ndarray]:
         out = self.model.signatures["similar_movies"](title=tf.constant(list(titles), tf.string), k=tf.constant(k))
         return {key: value.numpy() for key, value in out.items()}
+
+
+def result_rows(ids, titles, scores, key: str = "user_id") -> list[dict]:
+    """One row per (id, rank, title, score) of a signature's output, empty slots left out."""
+    return [
+        {key: str(name), "rank": rank, "movie_title": title.decode(), "score": float(score)}
+        for name, row_titles, row_scores in zip(ids, titles, scores, strict=True)
+        for rank, (title, score) in enumerate(zip(row_titles, row_scores, strict=True), 1)
+        if title
+    ]
 
 
 def load_export(path: str | os.PathLike) -> LoadedModel:

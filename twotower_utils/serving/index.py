@@ -51,14 +51,14 @@ class ScannOptions:
 
 
 def default_scann_options(num_candidates: int, reorder: int = 300) -> ScannOptions:
-    """ScaNN's usual starting point: about sqrt(N) leaves, a tenth of them searched (at least 8, all of them
-    for tiny catalogues), 2-dimensional AH blocks, ``reorder`` candidates rescored exactly."""
+    """ScaNN's usual starting point: about sqrt(N) leaves, a tenth of them searched (at least 12, all of
+    them for tiny catalogues), 2-dimensional AH blocks, ``reorder`` candidates rescored exactly."""
     if num_candidates < 1:
         raise ValueError("a ScaNN index needs at least one candidate")
     num_leaves = max(1, min(round(math.sqrt(num_candidates)), num_candidates // 20 or 1))
     return ScannOptions(
         num_leaves=num_leaves,
-        leaves_to_search=min(num_leaves, max(8, num_leaves // 10)),
+        leaves_to_search=min(num_leaves, max(12, num_leaves // 10)),
         reorder=min(reorder, num_candidates),
     )
 
@@ -102,6 +102,7 @@ def build_scann(candidates: np.ndarray, options: ScannOptions, k: int = 10, api:
     return builder.build()
 
 
+SCORE_BUDGET = 256 << 20  # bytes of scores exact search holds at once
 ALIGNMENT = 64  # bytes; TensorFlow shares a NumPy buffer only when it is aligned like its own
 
 
@@ -119,10 +120,12 @@ def exact_top_k(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact dot-product top-k with NumPy: ``(indices [Q, k], scores [Q, k])``, best first.
 
-    Candidates are scored ``block`` rows at a time, so memory stays at ``Q x block`` scores whatever N is."""
+    Candidates are scored ``block`` rows at a time (fewer when ``Q x block`` scores would pass
+    ``SCORE_BUDGET`` bytes), so memory stays bounded whatever N and Q are."""
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     n = len(candidates)
     k = min(k, n)
+    block = max(k, min(block, SCORE_BUDGET // (4 * len(queries))))
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_index = np.zeros((len(queries), 0), dtype=np.int64)
     for start in range(0, n, block):
@@ -140,7 +143,7 @@ def exact_top_k(
     return np.take_along_axis(best_index, order, axis=1), np.take_along_axis(best_scores, order, axis=1)
 
 
-def tf_exact_search(candidates, k: int, block: int = 1_000_000):
+def tf_exact_search(candidates, k: int, block: int = 250_000):
     """Exact search with TensorFlow (``tf.matmul`` + ``tf.math.top_k``), what ``tfrs...BruteForce`` does.
 
     Returns ``(search, tensor)``: ``search(queries) -> (indices, scores)`` as NumPy arrays, and the candidate
