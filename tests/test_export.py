@@ -71,12 +71,13 @@ def test_reload_in_a_fresh_process_gives_the_in_memory_lists(exports, trained, t
     assert "twotower_utils" not in check["modules"] and "tensorflow_recommenders" not in check["modules"]
     assert sorted(check["signatures"]) == sorted(ex.SIGNATURES)
     for name in ("serving_default", "recommend_including_seen"):
-        assert check[name]["identical_lists"], name
+        assert check[name]["identical_lists"] and check[name]["lists_differing_beyond_ties"] == 0, name
         assert check[name]["max_score_difference"] < 1e-4
         assert check[name]["known_users_flagged_cold"] == 0
         assert check[name]["unknown_users_get_most_popular"]
     assert check["similar_movies"] == {
         "identical_lists": True,
+        "lists_differing_beyond_ties": 0,
         "recall@k": 1.0,
         "unknown_titles_flagged": True,
         "unknown_rows_empty": True,
@@ -219,3 +220,12 @@ def test_a_bad_index_kind_is_refused(trained, tiny_data, tiny_split, tmp_path):
     with pytest.raises(ValueError, match="index must be one of"):
         ex.export_model(trained, tiny_data, tiny_split.train, tmp_path, index="faiss")
     assert not any(tmp_path.iterdir())
+
+
+def test_lists_that_differ_only_in_near_ties_are_told_apart_from_real_differences():
+    same, swapped, other = ["a", "b", "c"], ["a", "c", "b"], ["a", "b", "x"]
+    tied, apart = np.array([3.0, 2.0, 2.0]), np.array([3.0, 2.0, 1.0])
+    assert ex._beyond_ties([same], [tied], [same], [tied]) == 0
+    assert ex._beyond_ties([swapped], [tied], [same], [tied + 1e-7]) == 0
+    assert ex._beyond_ties([other], [apart], [same], [apart - [0, 0, 0.5]]) == 1
+    assert ex._beyond_ties([same[:2]], [tied[:2]], [same], [tied]) == 1

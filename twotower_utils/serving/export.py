@@ -509,29 +509,30 @@ def reload_check(
     from twotower_utils.serving.recommend import recommend
 
     answer = query_in_fresh_process(path, user_ids, titles, k)
-    known = [u for u in user_ids if u in set(data.user_vocabulary.tolist())]
-    unknown = [u for u in user_ids if u not in known]
+    vocabulary = set(data.user_vocabulary.tolist())
+    known = [u for u in user_ids if u in vocabulary]
+    unknown = [u for u in user_ids if u not in vocabulary]
+    position = {u: i for i, u in reversed(list(enumerate(user_ids)))}
     result = {"modules": answer["modules"], "signatures": answer["signatures"]}
     for name, exclude in (("serving_default", train), ("recommend_including_seen", None)):
-        expected = recommend(model, data, known, k, exclude=exclude)
+        expected = recommend(model, data, known, k, exclude=exclude).groupby("user_id", sort=False)
+        expected_titles = [expected.get_group(u)["movie_title"].tolist() for u in known]
+        expected_scores = [expected.get_group(u)["score"].to_numpy() for u in known]
         exported = answer[name]
-        rows = [user_ids.index(u) for u in known]
-        expected_titles = [expected.loc[expected.user_id == u, "movie_title"].tolist() for u in known]
-        expected_scores = [expected.loc[expected.user_id == u, "score"].to_numpy() for u in known]
-        got_titles = [exported["movie_titles"][i] for i in rows]
-        got_scores = [np.asarray(exported["scores"][i]) for i in rows]
+        got_titles = [exported["movie_titles"][position[u]] for u in known]
+        got_scores = [np.asarray(exported["scores"][position[u]]) for u in known]
         result[name] = {
             "identical_lists": got_titles == expected_titles,
+            "lists_differing_beyond_ties": _beyond_ties(got_titles, got_scores, expected_titles, expected_scores),
             "recall@k": _recall(got_titles, expected_titles),
             "max_score_difference": _score_gap(got_titles, got_scores, expected_titles, expected_scores),
-            "known_users_flagged_cold": int(sum(exported["cold_start"][i] for i in rows)),
+            "known_users_flagged_cold": int(sum(exported["cold_start"][position[u]] for u in known)),
         }
         if unknown:
             popular = popularity_scores(train, 1, data.num_movies)[0, 1:]
             top = [data.movie_vocabulary[j] for j in np.argsort(-popular, kind="stable")[:k]]
-            cold = [user_ids.index(u) for u in unknown]
             result[name]["unknown_users_get_most_popular"] = all(
-                exported["movie_titles"][i] == top and exported["cold_start"][i] for i in cold
+                exported["movie_titles"][position[u]] == top and exported["cold_start"][position[u]] for u in unknown
             )
     result["similar_movies"] = _similar_check(model, data, titles, answer["similar_movies"], k)
     return result
@@ -540,6 +541,17 @@ def reload_check(
 def _recall(found: list[list[str]], expected: list[list[str]]) -> float:
     hits = sum(len(set(f) & set(e)) for f, e in zip(found, expected, strict=True))
     return hits / max(1, sum(len(e) for e in expected))
+
+
+def _beyond_ties(got_titles, got_scores, expected_titles, expected_scores, tolerance: float = 1e-5) -> int:
+    """How many lists differ by more than the order of near-equal scores: a list counts as the same when
+    the scores at every rank agree within ``tolerance`` (two movies whose scores differ in the last bits
+    may swap places between NumPy's and TensorFlow's arithmetic)."""
+    differing = 0
+    for gt, gs, et, es in zip(got_titles, got_scores, expected_titles, expected_scores, strict=True):
+        if gt != et and (len(gt) != len(et) or not np.allclose(gs, es, rtol=0, atol=tolerance)):
+            differing += 1
+    return differing
 
 
 def _score_gap(got_titles, got_scores, expected_titles, expected_scores) -> float:
@@ -557,18 +569,20 @@ def _similar_check(model, data: MovieLens, titles, exported: dict, k: int) -> di
     """Exported ``similar_movies`` against an exact cosine search of the in-memory movie tower."""
     vectors = model.movie_tower.embed_all().numpy()
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    known = [t for t in titles if t in set(data.movie_vocabulary.tolist())]
-    rows = [titles.index(t) for t in known]
-    expected = []
-    for title in known:
-        row = int(np.searchsorted(data.movie_vocabulary, title)) + 1
-        scores = unit[1:] @ unit[row]
-        scores[row - 1] = -np.inf
-        expected.append([data.movie_vocabulary[j] for j in np.argsort(-scores, kind="stable")[:k]])
+    vocabulary = set(data.movie_vocabulary.tolist())
+    rows = [i for i, t in enumerate(titles) if t in vocabulary]
+    movies = np.searchsorted(data.movie_vocabulary, [titles[i] for i in rows]) + 1
+    scores = unit[movies] @ unit[1:].T
+    scores[np.arange(len(rows)), movies - 1] = -np.inf  # the movie itself
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    expected = [[data.movie_vocabulary[j] for j in row] for row in order]
+    expected_scores = list(np.take_along_axis(scores, order, axis=1))
     got = [exported["similar_titles"][i] for i in rows]
-    unknown_rows = [i for i, t in enumerate(titles) if t not in known]
+    got_scores = [np.asarray(exported["scores"][i]) for i in rows]
+    unknown_rows = [i for i, t in enumerate(titles) if t not in vocabulary]
     return {
         "identical_lists": got == expected,
+        "lists_differing_beyond_ties": _beyond_ties(got, got_scores, expected, expected_scores),
         "recall@k": _recall(got, expected),
         "unknown_titles_flagged": all(exported["unknown_title"][i] for i in unknown_rows),
         "unknown_rows_empty": all(not any(exported["similar_titles"][i]) for i in unknown_rows),
