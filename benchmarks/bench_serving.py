@@ -146,7 +146,11 @@ def _child(size: int, vectors: Path, args) -> dict:
         command += ["--settings", *args.settings]
     if args.no_tf_exact:
         command.append("--no-tf-exact")
-    completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True, check=False)
+    env = dict(os.environ)
+    if args.numpy_threads:  # OpenBLAS's threads spin; on a busy machine one thread can be 40x faster per query
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(args.numpy_threads)
+    completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True, check=False, env=env)
     if completed.returncode != 0:
         hint = " (killed: out of memory?)" if completed.returncode in (-9, 137) else ""
         raise SystemExit(f"catalogue {size:,} failed with status {completed.returncode}{hint}")
@@ -155,7 +159,8 @@ def _child(size: int, vectors: Path, args) -> dict:
 
 def verdict(export: dict, catalogues: list[dict]) -> dict:
     """The issue's two targets, measured: the fastest ScaNN setting with recall@10 >= 0.95 on the largest
-    catalogue and its speed-up over exact search; the export's single-query p50."""
+    catalogue and its speed-up over the faster exact search (NumPy or TensorFlow); the export's single-query
+    p50."""
     from twotower_utils.serving.index import pick_setting
 
     result = {"export_p50_ms": export["serving_default_single_query"]["p50_ms"] if export else None}
@@ -167,8 +172,8 @@ def verdict(export: dict, catalogues: list[dict]) -> dict:
             {
                 "largest_catalogue": largest["num_candidates"],
                 "best_setting": best,
-                "speedup_at_recall_0.95": None if best is None else best["speedup_vs_exact_numpy"],
-                "speedup_target_met": None if best is None else best["speedup_vs_exact_numpy"] >= TARGET_SPEEDUP,
+                "speedup_at_recall_0.95": None if best is None else best["speedup_vs_fastest_exact"],
+                "speedup_target_met": None if best is None else best["speedup_vs_fastest_exact"] >= TARGET_SPEEDUP,
             }
         )
     return result
@@ -189,7 +194,7 @@ def print_table(export: dict, catalogues: list[dict]) -> None:
     for c in catalogues:
         print(f"\n{c['num_candidates']:,} candidates x {c['dim']} (peak memory {c['peak_rss_mb']:,.0f} MB):")
         print(f"  {'method':<34} {'recall@10':>9} {'p50 ms':>9} {'p95 ms':>9} {'queries/s':>10} {'speed-up':>8}")
-        exact = c["exact_numpy"]["p50_ms"]
+        exact = c["fastest_exact_p50_ms"]  # speed-ups are over the faster of the two exact searches
         for name in ("exact_numpy", "exact_tf"):
             if name in c:
                 r = c[name]
@@ -207,7 +212,7 @@ def print_table(export: dict, catalogues: list[dict]) -> None:
             label = f"ScaNN leaves {r['leaves_to_search']}, reorder {r['reorder']}"
             print(
                 f"  {label:<34} {r['recall@10']:>9.3f} {r['p50_ms']:>9.3f} {r['p95_ms']:>9.3f} "
-                f"{r['queries_per_second']:>10,.0f} {r['speedup_vs_exact_numpy']:>7.1f}x"
+                f"{r['queries_per_second']:>10,.0f} {r['speedup_vs_fastest_exact']:>7.1f}x"
             )
 
 
@@ -224,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-leaves", type=int, help="ScaNN leaves (default: about sqrt(N))")
     parser.add_argument("--reorder-quantize", choices=("float32", "int8"), default="float32")
     parser.add_argument("--no-tf-exact", action="store_true", help="skip exact search with TensorFlow")
+    parser.add_argument(
+        "--numpy-threads", type=int, help="BLAS threads of the catalogue processes (default: the library's choice)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("results/bench/serving.json"))
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)

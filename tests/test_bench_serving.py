@@ -48,6 +48,13 @@ def test_small_run_prints_and_writes_every_figure(tiny_export, tmp_path):
         assert catalogue["scann"]["options"]["num_leaves"] == round(catalogue["num_candidates"] ** 0.5)
     verdict = summary["verdict"]
     assert verdict["largest_catalogue"] == 3000 and verdict["export_p50_ms"] == single["p50_ms"]
+    largest = summary["catalogues"][-1]
+    best = verdict["best_setting"]
+    if best is not None:  # the fastest setting reaching recall 0.95, its speed-up over the faster exact search
+        assert best["recall@10"] >= 0.95 and best["p50_ms"] == min(
+            s["p50_ms"] for s in largest["scann"]["settings"] if s["recall@10"] >= 0.95
+        )
+        assert verdict["speedup_at_recall_0.95"] == pytest.approx(largest["fastest_exact_p50_ms"] / best["p50_ms"])
     assert "ScaNN leaves" in completed.stdout and "exact, NumPy" in completed.stdout and "verdict:" in completed.stdout
     assert output.with_name("serving_latency_recall.png").stat().st_size > 0
 
@@ -56,7 +63,8 @@ def test_settings_and_catalogue_sizes_are_parameters(tiny_export, tmp_path):
     output = tmp_path / "b.json"
     completed = bench(
         "--model", tiny_export, "--catalogues", "500", "--queries", "20", "--latency-queries", "5",
-        "--export-repeats", "1", "--settings", "1:10", "5:50", "22:100", "--no-tf-exact", "--output", output,
+        "--export-repeats", "1", "--settings", "1:10", "5:50", "22:100", "--no-tf-exact", "--numpy-threads", "1",
+        "--output", output,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     catalogue = json.loads(output.read_text())["catalogues"][0]

@@ -124,4 +124,7 @@ def test_compare_search_reports_every_method(clustered):
     assert (fast["leaves_to_search"], full["leaves_to_search"]) == (1, 30)
     assert full["recall@10"] == pytest.approx(1.0) and fast["recall@10"] <= full["recall@10"]
     assert full["speedup_vs_exact_numpy"] == pytest.approx(result["exact_numpy"]["p50_ms"] / full["p50_ms"])
+    fastest = min(result["exact_numpy"]["p50_ms"], result["exact_tf"]["p50_ms"])
+    assert result["fastest_exact_p50_ms"] == fastest
+    assert full["speedup_vs_fastest_exact"] == pytest.approx(fastest / full["p50_ms"])
     assert any("ScaNN index" in line for line in lines)
