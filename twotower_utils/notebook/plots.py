@@ -112,21 +112,15 @@ def plot_latency_recall(comparisons: Sequence[dict], k: int = 10):
                 xytext=(4, -10),
                 color=colour,
             )
-        ax.axhline(
-            comparison["exact_numpy"]["p50_ms"],
-            color=colour,
-            linestyle="-",
-            linewidth=1,
-            label=f"exact (NumPy), {size}",
-        )
-        if "exact_tf" in comparison:
-            ax.axhline(
-                comparison["exact_tf"]["p50_ms"],
-                color=colour,
-                linestyle=":",
-                linewidth=1,
-                label=f"exact (TensorFlow), {size}",
-            )
+        for name, style, label in (("exact_numpy", "-", "NumPy"), ("exact_tf", ":", "TensorFlow")):
+            if name in comparison:
+                ax.axhline(
+                    comparison[name]["p50_ms"],
+                    color=colour,
+                    linestyle=style,
+                    linewidth=1,
+                    label=f"exact ({label}), {size}",
+                )
     ax.set_yscale("log")
     ax.set(
         xlabel=f"recall@{k} against exact search",

@@ -316,18 +316,6 @@ def export_model(
     ``train`` holds the interactions left out at query time and counted for the cold-start list; ``config``
     (an ``ExperimentConfig``) is recorded in the metadata.  The version folder appears whole or not at all."""
     tables = serving_tables(model, data, train)
-    return export_tables(tables, export_dir, index, version, config, scann)
-
-
-def export_tables(
-    tables: ServingTables,
-    export_dir: str | os.PathLike,
-    index: str = "exact",
-    version: int | None = None,
-    config=None,
-    scann: ScannOptions | None = None,
-) -> Path:
-    """``export_model`` from ready tables."""
     base = Path(export_dir)
     version = next_version(base) if version is None else int(version)
     if version < 1:
@@ -402,7 +390,7 @@ def _num(path: Path) -> int:
 
 
 def read_metadata(version_dir: Path) -> dict:
-    """What ``export_tables`` recorded next to the SavedModel (``{}`` for a SavedModel made elsewhere)."""
+    """What ``export_model`` recorded next to the SavedModel (``{}`` for a SavedModel made elsewhere)."""
     path = Path(version_dir) / METADATA_PATH
     if not path.is_file():
         return {}
