@@ -18,7 +18,7 @@ PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS)
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench sweep tune clean
+.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving clean
 
 all: setup run-notebooks
 
@@ -65,6 +65,28 @@ FOLDS ?= 5
 GRID  ?=
 tune: setup
 	$(BIN)/python -m twotower_utils tune --folds $(FOLDS) $(if $(GRID),--grid $(GRID)) --output-dir $(OUTPUT_DIR)/tuning
+
+# Export a SavedModel for TF Serving (default: notebook 06's best two-tower, trained once into $(OUTPUT_DIR)/serving;
+# INDEX=scann for a ScaNN index, FROM=results to export the model the notebooks saved instead).
+INDEX ?= exact
+FROM ?=
+EXPORT_DIR ?= $(OUTPUT_DIR)/export/twotower$(if $(filter scann,$(INDEX)),_scann)
+export: setup
+	$(BIN)/python -m twotower_utils export --output-dir $(OUTPUT_DIR) --export-dir $(EXPORT_DIR) --index $(INDEX) \
+		$(if $(FROM),--from $(FROM))
+
+# Recommendations from the export: `make recommend USER=42 K=10` (USER only from the command line, not your login).
+K ?= 10
+RECOMMEND_USER = $(if $(filter command line,$(origin USER)),$(USER),42)
+recommend: setup
+	$(BIN)/python -m twotower_utils recommend --model $(EXPORT_DIR) --user $(RECOMMEND_USER) --k $(K)
+
+# Serving benchmark: the export's latency, then exact vs ScaNN on synthetic catalogues of CATALOGUES candidates.
+CATALOGUES ?= 1000000 10000000
+bench-serving: setup
+	test -e $(EXPORT_DIR) || $(MAKE) export EXPORT_DIR=$(EXPORT_DIR)
+	$(BIN)/python benchmarks/bench_serving.py --model $(EXPORT_DIR) --catalogues $(CATALOGUES) \
+		--output $(OUTPUT_DIR)/bench/serving.json
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

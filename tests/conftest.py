@@ -105,6 +105,9 @@ SMALL = {
     "seeds": 1,  # notebook 06
     "best_epochs": 2,
     "validation_folds": 2,
+    "ann_candidates": 20000,  # notebook 09
+    "ann_queries": 100,
+    "latency_calls": 100,
 }
 
 

@@ -1,6 +1,7 @@
 """The package's command line: ``python -m twotower_utils <command> [options]``.
 
-Each command is one module's ``main``; ``python -m twotower_utils <command> --help`` shows its options.
+Each command is one module's ``main`` (or the function named after a colon, ``module:function``);
+``python -m twotower_utils <command> --help`` shows its options.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ COMMANDS = {
     "run": ("twotower_utils.notebook.runner", "run the numbered notebooks headless (make run-notebooks)"),
     "sweep": ("twotower_utils.experiments.sweep", "sweep the embedding dimension, chosen on validation (make sweep)"),
     "tune": ("twotower_utils.experiments.tuning", "k-fold validation of two-tower configs and EASE (make tune)"),
+    "export": ("twotower_utils.experiments.release", "export the best two-tower as a SavedModel (make export)"),
+    "recommend": ("twotower_utils.serving.cli:recommend_main", "top-k movies for user ids from an export"),
+    "similar": ("twotower_utils.serving.cli:similar_main", "movies like a movie, from an export"),
 }
 
 
 def usage() -> str:
     lines = ["usage: python -m twotower_utils <command> [options]", "", "commands:"]
-    lines += [f"  {name:<8} {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += [f"  {name:<10} {summary}" for name, (_, summary) in COMMANDS.items()]
     lines += ["", "python -m twotower_utils <command> --help shows a command's options."]
     return "\n".join(lines)
 
@@ -31,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return module.main(rest)
+    module_name, _, function = COMMANDS[command][0].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, function or "main")(rest)
 
 
 if __name__ == "__main__":

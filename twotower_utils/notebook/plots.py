@@ -89,3 +89,45 @@ def plot_ratings_over_time(ratings: pd.DataFrame):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_latency_recall(comparisons: Sequence[dict], k: int = 10):
+    """Per-query latency (p50, log scale) against recall@k: ScaNN's settings as points joined by a line, one
+    colour per catalogue size; exact search (NumPy solid, TensorFlow dotted) as horizontal lines at recall 1
+    (``serving.index.compare_search`` results)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n, comparison in enumerate(comparisons):
+        colour = f"C{n}"
+        size = f"{comparison['num_candidates']:,}"
+        rows = sorted(comparison["scann"]["settings"], key=lambda r: r[f"recall@{k}"])
+        ax.plot(
+            [r[f"recall@{k}"] for r in rows], [r["p50_ms"] for r in rows], "o-", color=colour, label=f"ScaNN, {size}"
+        )
+        for r in rows:
+            ax.annotate(
+                f"{r['leaves_to_search']}/{r['reorder']}",
+                (r[f"recall@{k}"], r["p50_ms"]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(4, -10),
+                color=colour,
+            )
+        for name, style, label in (("exact_numpy", "-", "NumPy"), ("exact_tf", ":", "TensorFlow")):
+            if name in comparison:
+                ax.axhline(
+                    comparison[name]["p50_ms"],
+                    color=colour,
+                    linestyle=style,
+                    linewidth=1,
+                    label=f"exact ({label}), {size}",
+                )
+    ax.set_yscale("log")
+    ax.set(
+        xlabel=f"recall@{k} against exact search",
+        ylabel="single-query latency, p50 (ms)",
+        title="Exact vs approximate search (ScaNN: leaves searched / reordered)",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    return fig

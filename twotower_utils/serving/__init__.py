@@ -1,1 +1,2 @@
-"""Serving: recommendations for raw user ids from a trained model (``recommend``)."""
+"""Serving: recommendations for raw user ids (``recommend``), a SavedModel any TensorFlow runtime can query
+(``export``), exact and ScaNN search (``index``), and the ``recommend``/``similar`` command line (``cli``)."""
