@@ -18,7 +18,7 @@ PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS)
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench sweep tune clean
+.PHONY: setup all run-notebooks test lint format lab bench sweep tune multitask-tune clean
 
 all: setup run-notebooks
 
@@ -65,6 +65,11 @@ FOLDS ?= 5
 GRID  ?=
 tune: setup
 	$(BIN)/python -m twotower_utils tune --folds $(FOLDS) $(if $(GRID),--grid $(GRID)) --output-dir $(OUTPUT_DIR)/tuning
+
+# Notebook 08's validation choices: the rating head (rating-only RMSE), then the joint task weights; cached per fold.
+MT_FOLDS ?= 3
+multitask-tune: setup
+	$(BIN)/python -m twotower_utils multitask --folds $(MT_FOLDS) --output-dir $(OUTPUT_DIR)/multitask
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

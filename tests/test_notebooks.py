@@ -13,6 +13,7 @@ from twotower_utils.notebook.runner import main, numbered_notebooks
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SMALL = ["-p", "epochs=2", "-p", "embedding_dim=32"]
 SMALL += ["-p", "seeds=1", "-p", "best_epochs=2", "-p", "validation_folds=2"]  # notebook 06
+SMALL += ["-p", "rating_weights=1"]  # notebook 08: fewer joint points
 pytestmark = pytest.mark.notebooks
 
 

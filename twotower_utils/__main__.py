@@ -12,6 +12,10 @@ COMMANDS = {
     "run": ("twotower_utils.notebook.runner", "run the numbered notebooks headless (make run-notebooks)"),
     "sweep": ("twotower_utils.experiments.sweep", "sweep the embedding dimension, chosen on validation (make sweep)"),
     "tune": ("twotower_utils.experiments.tuning", "k-fold validation of two-tower configs and EASE (make tune)"),
+    "multitask": (
+        "twotower_utils.experiments.multitask_sweep",
+        "validation choices of the multitask model: rating head, task weights (make multitask-tune)",
+    ),
 }
 
 

@@ -63,7 +63,7 @@ def fold_hit_rate(config: ExperimentConfig, data: MovieLens, fold: Split, k: int
     return float(filtered_topk_accuracy(model, fold.train, fold.test, [k], config.eval_batch_size)[k])
 
 
-def _fold_key(config: ExperimentConfig, data: MovieLens, fold: Split, k: int) -> str:
+def _fold_key(config: ExperimentConfig, data: MovieLens, fold: Split, k: int | str) -> str:
     key = [CACHE_VERSION, config.to_dict(), k, data_fingerprint(data, fold)]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -93,6 +93,33 @@ def cross_validate(
             write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "k": k, "hit_rate": value})
         scores.append(value)
     return scores
+
+
+def cross_validate_measures(
+    config: ExperimentConfig,
+    data: MovieLens,
+    folds: Sequence[Split],
+    measure: Callable[[Any, Split], dict[str, float]],
+    name: str,
+    cache_dir: str | Path | None = None,
+) -> list[dict[str, float]]:
+    """Like ``cross_validate``, for models judged by several numbers: ``measure(model, fold)`` on every fold
+    (model seed ``config.seed + fold``).  ``name`` names the measure in the cache key: change it whenever
+    ``measure`` changes what it returns."""
+    results = []
+    for index, fold in enumerate(folds):
+        fold_config = config.replace(seed=config.seed + index)
+        path = None
+        if cache_dir is not None:
+            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, name)}.json"
+            if path.exists():
+                results.append(json.loads(path.read_text())["measures"])
+                continue
+        values = measure(train(fold_config, data, fold, verbose=0, curves=False).model, fold)
+        if path is not None:
+            write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "name": name, "measures": values})
+        results.append(values)
+    return results
 
 
 def cross_validate_ease(
