@@ -32,13 +32,15 @@ def test_multitask_config_is_the_best_two_tower_with_the_rating_task():
 
 def test_sweep_points_hold_both_single_tasks_one_to_one_and_the_balanced_point():
     points = mt.sweep_points(balanced=6.5, rating_weights=(1.0, 0.1, 3.0))
-    assert points[mt.RATING_ONLY] == {"retrieval_weight": 0.0, "rating_weight": 1.0}
+    assert points[mt.RATING_ONLY] == {**mt.RATING_ONLY_SWITCHES, "retrieval_weight": 0.0, "rating_weight": 1.0}
     assert points[mt.RETRIEVAL_ONLY] == {"retrieval_weight": 1.0, "rating_weight": 0.0}
     assert points["joint (1 : 1)"] == {"retrieval_weight": 1.0, "rating_weight": 1.0}
     assert points["joint (1 : 6.5) balanced"]["rating_weight"] == 6.5
     assert points["joint, rating stop-gradient (1 : 1)"]["rating_stop_gradient"] is True
     assert list(points)[2:5] == ["joint (1 : 0.1)", "joint (1 : 1)", "joint (1 : 3)"]  # by weight
     assert len(mt.sweep_points(6.5, (1.0,), stop_gradient=False)) == 4
+    own = mt.sweep_points(6.5, (1.0,), rating_only={"l2_regularization": 0.2})[mt.RATING_ONLY]
+    assert own == {"l2_regularization": 0.2, "retrieval_weight": 0.0, "rating_weight": 1.0}
 
 
 def test_loss_scales_start_near_log_batch_and_the_rating_variance(tiny_data, tiny_split, tiny_config):
@@ -96,7 +98,7 @@ def test_choose_joint_prefers_the_lowest_rmse_within_both_tolerances():
     with pytest.raises(ValueError, match="no joint"):
         mt.choose_joint({k: results[k] for k in (mt.RETRIEVAL_ONLY, mt.RATING_ONLY)})
     heads = {"small": _validation(0.0, 0.94), "big": _validation(0.0, 0.92)}
-    assert mt.choose_head(heads) == "big"
+    assert mt.lowest_rmse(heads) == "big"
 
 
 def test_tfrs_table_puts_reported_numbers_beside_ours():

@@ -43,6 +43,8 @@ TOP100 = "top-100 (unfiltered)"
 
 # Chosen on validation (`make multitask-tune`): the rating head by the rating-only model's mean RMSE over 3 folds.
 HEAD_SWITCHES: dict[str, Any] = {"rating_layers": (64,), "rating_l2": 10.0}
+# The rating-only model's own tower L2 (chosen on validation after the head): its best, whatever retrieval prefers.
+RATING_ONLY_SWITCHES: dict[str, Any] = {"l2_regularization": 0.06}
 # Chosen on validation too: the joint weights closest to both single-task models (``choose_joint``).
 JOINT: dict[str, Any] = {"retrieval_weight": 1.0, "rating_weight": 0.1}
 
@@ -75,13 +77,18 @@ def point_name(retrieval_weight: float, rating_weight: float, stop_gradient: boo
 
 
 def sweep_points(
-    balanced: float, rating_weights: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0), stop_gradient: bool = True
+    balanced: float,
+    rating_weights: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0),
+    stop_gradient: bool = True,
+    rating_only: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The sweep: rating-only, retrieval-only, joint with ``w_retrieval = 1`` and each of ``rating_weights``,
-    the joint point that balances the losses' scales (``w_rating = balanced``), and optionally 1 : 1 with the
-    rating head reading the embeddings through a stop-gradient.  Name -> config changes."""
+    """The sweep: rating-only (with ``rating_only``'s changes, default ``RATING_ONLY_SWITCHES``), retrieval-only,
+    joint with ``w_retrieval = 1`` and each of ``rating_weights``, the joint point that balances the losses'
+    scales (``w_rating = balanced``), and optionally 1 : 1 with the rating head reading the embeddings through a
+    stop-gradient.  Name -> config changes."""
+    rating_only = RATING_ONLY_SWITCHES if rating_only is None else rating_only
     points = {
-        RATING_ONLY: {"retrieval_weight": 0.0, "rating_weight": 1.0},
+        RATING_ONLY: {**rating_only, "retrieval_weight": 0.0, "rating_weight": 1.0},
         RETRIEVAL_ONLY: {"retrieval_weight": 1.0, "rating_weight": 0.0},
     }
     for weight in sorted({float(w) for w in rating_weights}):
@@ -294,8 +301,8 @@ def cross_validate_point(
     return {"mean": means, "folds": per_fold}
 
 
-def choose_head(results: dict[str, dict]) -> str:
-    """The head (a key of ``results``, rating-only models) with the lowest mean validation RMSE."""
+def lowest_rmse(results: dict[str, dict]) -> str:
+    """The key of ``results`` (rating-only models: heads, tower L2s) with the lowest mean validation RMSE."""
     return min(results, key=lambda name: results[name]["mean"][RMSE])
 
 
@@ -340,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--rating-layers", nargs="+", default=["none", "64"], help="head shapes: none, 64, 64,32 ...")
     parser.add_argument("--rating-l2", nargs="+", type=float, default=[1.0, 2.0, 3.0, 5.0])
+    parser.add_argument(
+        "--rating-only-l2", nargs="+", type=float, default=[0.03, 0.06, 0.1, 0.2], help="tower L2 of rating-only"
+    )
     parser.add_argument("--rating-weights", nargs="+", type=float, default=[0.03, 0.1, 0.3, 1.0, 3.0])
     parser.add_argument("--epochs", type=int, default=comparison.BEST_SWITCHES["epochs"])
     parser.add_argument("--seed", type=int, default=42, help="the report's split seed; fold i trains with seed+i")
@@ -368,13 +378,22 @@ def main(argv: list[str] | None = None) -> int:
         config = base.replace(**changes, retrieval_weight=0.0, rating_weight=1.0)
         head_results[name] = cross_validate_point(config, data, folds, cache)
         print(f"  {name:28s} RMSE {head_results[name]['mean'][RMSE]:.4f}", flush=True)
-    head = heads[choose_head(head_results)]
-    print(f"  chosen: {choose_head(head_results)}")
+    head = heads[lowest_rmse(head_results)]
+    print(f"  chosen: {lowest_rmse(head_results)}")
     base = base.replace(**head)
+    print("   the rating-only model's tower L2, with that head")
+    tower_l2 = {f"tower L2 {l2:g}": l2 for l2 in args.rating_only_l2}
+    tower_results = {}
+    for name, l2 in tower_l2.items():
+        config = base.replace(l2_regularization=l2, retrieval_weight=0.0, rating_weight=1.0)
+        tower_results[name] = cross_validate_point(config, data, folds, cache)
+        print(f"  {name:28s} RMSE {tower_results[name]['mean'][RMSE]:.4f}", flush=True)
+    rating_only = {"l2_regularization": tower_l2[lowest_rmse(tower_results)]}
+    print(f"  chosen: {lowest_rmse(tower_results)}")
     balanced = balanced_rating_weight(loss_scales(base, data, folds[0].train))
     print(f"2. the weights (balanced w_rating = {balanced:.3g}), mean over {args.folds} validation folds")
     weight_results = {}
-    for name, changes in sweep_points(balanced, args.rating_weights).items():
+    for name, changes in sweep_points(balanced, args.rating_weights, rating_only=rating_only).items():
         weight_results[name] = cross_validate_point(base.replace(**changes), data, folds, cache)
         means = weight_results[name]["mean"]
         print(f"  {name:42s} {HIT_RATE} {means[HIT_RATE]:.4f}  RMSE {means[RMSE]:.4f}", flush=True)
@@ -384,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "folds": args.folds,
         "base": base.to_dict(),
         "head": {"results": head_results, "chosen": head},
+        "rating_only_tower_l2": {"results": tower_results, "chosen": rating_only},
         "balanced_rating_weight": balanced,
         "weights": weight_results,
         "joint": {

@@ -79,20 +79,7 @@ def cross_validate(
 
     With ``cache_dir`` each (config, fold) result is stored as JSON and reused when the same config
     meets the same fold rows again."""
-    scores = []
-    for index, fold in enumerate(folds):
-        fold_config = config.replace(seed=config.seed + index)
-        path = None
-        if cache_dir is not None:
-            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, k)}.json"
-            if path.exists():
-                scores.append(json.loads(path.read_text())["hit_rate"])
-                continue
-        value = fold_hit_rate(fold_config, data, fold, k)
-        if path is not None:
-            write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "k": k, "hit_rate": value})
-        scores.append(value)
-    return scores
+    return _per_fold(config, data, folds, k, cache_dir, "hit_rate", lambda c, fold: fold_hit_rate(c, data, fold, k))
 
 
 def cross_validate_measures(
@@ -106,19 +93,28 @@ def cross_validate_measures(
     """Like ``cross_validate``, for models judged by several numbers: ``measure(model, fold)`` on every fold
     (model seed ``config.seed + fold``).  ``name`` names the measure in the cache key: change it whenever
     ``measure`` changes what it returns."""
+
+    def compute(fold_config: ExperimentConfig, fold: Split) -> dict[str, float]:
+        return measure(train(fold_config, data, fold, verbose=0, curves=False).model, fold)
+
+    return _per_fold(config, data, folds, name, cache_dir, "measures", compute)
+
+
+def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, compute) -> list:
+    """``compute(config with seed + fold, fold)`` on every fold, each result cached as ``field`` of a JSON file."""
     results = []
     for index, fold in enumerate(folds):
         fold_config = config.replace(seed=config.seed + index)
         path = None
         if cache_dir is not None:
-            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, name)}.json"
+            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, key)}.json"
             if path.exists():
-                results.append(json.loads(path.read_text())["measures"])
+                results.append(json.loads(path.read_text())[field])
                 continue
-        values = measure(train(fold_config, data, fold, verbose=0, curves=False).model, fold)
+        value = compute(fold_config, fold)
         if path is not None:
-            write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "name": name, "measures": values})
-        results.append(values)
+            write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "k": key, field: value})
+        results.append(value)
     return results
 
 
