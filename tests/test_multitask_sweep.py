@@ -153,3 +153,19 @@ def test_plot_task_losses_draws_both_tasks():
     history = pd.DataFrame({"epoch": [1, 2], "retrieval_loss": [7.0, 6.0], "rating_loss": [1.2, 0.9]})
     fig = mt.plot_task_losses({"a": history, "b": history}, ["a"])
     assert [len(ax.lines) for ax in fig.axes] == [1, 1]
+
+
+def test_notebook_08_defaults_are_the_validation_choices():
+    import nbformat
+
+    from tests.test_notebooks import NOTEBOOKS
+
+    cell = next(c for c in nbformat.read(NOTEBOOKS / "08_multitask.ipynb", as_version=4).cells if c.cell_type == "code")
+    values = {}
+    exec(cell.source, {}, values)
+    assert values["rating_hidden"] == (mt.HEAD_SWITCHES["rating_layers"] or (0,))[0]
+    assert values["rating_l2"] == mt.HEAD_SWITCHES["rating_l2"]
+    assert values["joint_rating_weight"] == mt.JOINT["rating_weight"] and mt.JOINT["retrieval_weight"] == 1.0
+    best = comparison.BEST_SWITCHES
+    assert (values["embedding_dim"], values["epochs"]) == (best["embedding_dim"], best["epochs"])
+    assert (values["learning_rate"], values["batch_size"]) == (best["learning_rate"], best["batch_size"])

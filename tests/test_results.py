@@ -32,3 +32,13 @@ def test_load_or_train_reuses_a_model_of_the_same_config(tmp_path, tiny_data, ti
     assert second.history.equals(first.history)
     _, retrained = load_or_train(tiny_config.replace(epochs=1), tiny_data, tiny_split, tmp_path, verbose=0)
     assert retrained is False
+
+
+def test_load_or_train_reloads_a_multitask_model_with_its_head(tmp_path, tiny_data, tiny_split, tiny_config):
+    from twotower_utils.evaluation.rating import rating_metrics
+
+    config = tiny_config.replace(rating_task=True, rating_layers=(4,), epochs=1)
+    first, _ = load_or_train(config, tiny_data, tiny_split, tmp_path, verbose=0)
+    again, loaded = load_or_train(config, tiny_data, tiny_split, tmp_path, verbose=0)
+    assert loaded
+    assert rating_metrics(again.model, tiny_split.test) == rating_metrics(first.model, tiny_split.test)
