@@ -42,3 +42,17 @@ def test_load_or_train_reloads_a_multitask_model_with_its_head(tmp_path, tiny_da
     again, loaded = load_or_train(config, tiny_data, tiny_split, tmp_path, verbose=0)
     assert loaded
     assert rating_metrics(again.model, tiny_split.test) == rating_metrics(first.model, tiny_split.test)
+
+
+def test_load_or_train_reuses_a_model_saved_before_the_multitask_fields(tmp_path, tiny_data, tiny_split, tiny_config):
+    import json
+
+    load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)
+    path = tmp_path / "model" / "config.json"
+    saved = json.loads(path.read_text())
+    from twotower_utils.experiments.tuning import LATER_FIELDS
+
+    for name in LATER_FIELDS:
+        del saved["config"][name]  # as written before issue 10
+    path.write_text(json.dumps(saved))
+    assert load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)[1]

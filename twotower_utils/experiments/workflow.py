@@ -33,7 +33,8 @@ def load_or_train(
     """The model saved in ``output_dir`` if it was trained with exactly ``config``;
     otherwise train one and save it there.  Returns the result and whether it was loaded."""
     saved = load_saved_config(output_dir)
-    if saved is not None and saved.get("config") == config.to_dict():
+    # from_dict fills fields added since the model was saved with their defaults (which keep the old behaviour)
+    if saved is not None and ExperimentConfig.from_dict(saved.get("config", {})) == config:
         model = build_for(config, data, split.train)
         load_model_weights(model, output_dir)
         history = pd.DataFrame(saved["history"]["data"], columns=saved["history"]["columns"])
