@@ -18,7 +18,7 @@ PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS)
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving clean
+.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving multitask-tune clean
 
 all: setup run-notebooks
 
@@ -87,6 +87,11 @@ bench-serving: setup
 	test -e $(EXPORT_DIR) || $(MAKE) export EXPORT_DIR=$(EXPORT_DIR)
 	$(BIN)/python benchmarks/bench_serving.py --model $(EXPORT_DIR) --catalogues $(CATALOGUES) \
 		--output $(OUTPUT_DIR)/bench/serving.json
+
+# Notebook 08's validation choices: the rating head (rating-only RMSE), then the joint task weights; cached per fold.
+MT_FOLDS ?= 3
+multitask-tune: setup
+	$(BIN)/python -m twotower_utils multitask --folds $(MT_FOLDS) --output-dir $(OUTPUT_DIR)/multitask
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

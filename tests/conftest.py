@@ -108,6 +108,8 @@ SMALL = {
     "ann_candidates": 20000,  # notebook 09
     "ann_queries": 100,
     "latency_calls": 100,
+    "rating_weights": 1,  # notebook 08: fewer joint points
+    "joint_rating_weight": 1,
 }
 
 

@@ -84,3 +84,8 @@ def test_verdict_answers_from_the_summaries():
     assert not verdict["time cut, warm users: best beats most popular"]
     walk_runs[best].append(_result(0.17))
     assert not comparison.verdict(summaries, walk_runs, temporal, best)["best beats EASE on every seed"]
+
+
+def test_summarise_takes_rows_that_are_already_numbers():
+    summary = comparison.summarise([{"RMSE": 0.9}, {"RMSE": 1.1}], columns=dict)
+    assert summary == {"RMSE": {"mean": pytest.approx(1.0), "std": pytest.approx(0.1)}}

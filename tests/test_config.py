@@ -72,3 +72,29 @@ def test_switch_config_round_trips():
     config = tt.ExperimentConfig(user_features=["age"], tower_layers=[16, 8], logq_correction=0.5)
     assert config.user_features == ("age",) and config.tower_layers == (16, 8)
     assert tt.ExperimentConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rating_weight": 0.5}, "only for the multitask model"),
+        ({"rating_layers": (8,)}, "only for the multitask model"),
+        ({"rating_task": True, "retrieval_weight": 0.0, "rating_weight": 0.0}, "cannot both be 0"),
+        ({"rating_task": True, "rating_weight": -1.0}, "rating_weight must be"),
+        ({"rating_task": True, "retrieval_weight": True}, "retrieval_weight must be"),
+        ({"rating_task": True, "rating_layers": (0,)}, "rating_layers must be"),
+        ({"rating_task": True, "rating_l2": -0.1}, "rating_l2 must be"),
+        ({"rating_task": "yes"}, "True or False"),
+        ({"rating_task": True, "retrieval_weight": 0.0, "rating_stop_gradient": True}, "no embedding"),
+    ],
+)
+def test_bad_multitask_values_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        tt.ExperimentConfig(**changes)
+
+
+def test_multitask_config_round_trips_and_is_off_by_default():
+    assert tt.ExperimentConfig().rating_task is False
+    config = tt.ExperimentConfig(rating_task=True, rating_weight=0.1, rating_layers=[32, 16], rating_l2=3.0)
+    assert config.rating_layers == (32, 16) and config.to_dict()["rating_layers"] == [32, 16]
+    assert tt.ExperimentConfig.from_dict(config.to_dict()) == config

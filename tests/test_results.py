@@ -32,3 +32,27 @@ def test_load_or_train_reuses_a_model_of_the_same_config(tmp_path, tiny_data, ti
     assert second.history.equals(first.history)
     _, retrained = load_or_train(tiny_config.replace(epochs=1), tiny_data, tiny_split, tmp_path, verbose=0)
     assert retrained is False
+
+
+def test_load_or_train_reloads_a_multitask_model_with_its_head(tmp_path, tiny_data, tiny_split, tiny_config):
+    from twotower_utils.evaluation.rating import rating_metrics
+
+    config = tiny_config.replace(rating_task=True, rating_layers=(4,), epochs=1)
+    first, _ = load_or_train(config, tiny_data, tiny_split, tmp_path, verbose=0)
+    again, loaded = load_or_train(config, tiny_data, tiny_split, tmp_path, verbose=0)
+    assert loaded
+    assert rating_metrics(again.model, tiny_split.test) == rating_metrics(first.model, tiny_split.test)
+
+
+def test_load_or_train_reuses_a_model_saved_before_the_multitask_fields(tmp_path, tiny_data, tiny_split, tiny_config):
+    import json
+
+    load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)
+    path = tmp_path / "model" / "config.json"
+    saved = json.loads(path.read_text())
+    from twotower_utils.experiments.tuning import LATER_FIELDS
+
+    for name in LATER_FIELDS:
+        del saved["config"][name]  # as written before issue 10
+    path.write_text(json.dumps(saved))
+    assert load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)[1]

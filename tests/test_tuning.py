@@ -91,3 +91,11 @@ def test_folds_keep_row_order(tiny_split):
 def test_best_lambda_takes_the_best_mean_and_the_smaller_lambda_on_ties():
     assert tuning.best_lambda({1.0: [0.1, 0.3], 10.0: [0.25, 0.25], 100.0: [0.2, 0.2]}) == 10.0
     assert tuning.best_lambda({10.0: [0.2, 0.2], 1.0: [0.1, 0.3]}) == 1.0
+
+
+def test_fold_keys_of_two_tower_configs_survive_the_multitask_fields(tiny_data, tiny_split, tiny_config):
+    """Fields added later stay out of the key at their defaults: folds cached before them are still found."""
+    fold = tuning.validation_folds(tiny_split.train, 2, 0.2)[1]
+    assert tuning._fold_key(tiny_config, tiny_data, fold, 10) == "d0787cabe6ce963b"  # the key before issue 10
+    multitask = tiny_config.replace(rating_task=True)
+    assert tuning._fold_key(multitask, tiny_data, fold, 10) != tuning._fold_key(tiny_config, tiny_data, fold, 10)

@@ -13,6 +13,8 @@ USER_FEATURES = ("age", "gender", "occupation", "zip")
 MOVIE_FEATURES = ("genres", "year")
 NEGATIVES = ("in_batch", "catalogue")
 SCHEDULES = ("constant", "cosine")
+TUPLE_FIELDS = ("ks", "user_features", "movie_features", "tower_layers", "rating_layers")
+MULTITASK_FIELDS = ("retrieval_weight", "rating_weight", "rating_layers", "rating_stop_gradient", "rating_l2")
 
 
 class ConfigError(ValueError):
@@ -51,9 +53,19 @@ class ExperimentConfig:
     movie_features: tuple[str, ...] = ()  # side features of the movie tower, from MOVIE_FEATURES
     tower_layers: tuple[int, ...] = ()  # hidden Dense(relu) sizes before each tower's output layer
     negatives: str = "in_batch"  # "in_batch" (TFRS Retrieval) or "catalogue" (full softmax over every movie)
+    # Multitask (issue 10, notebook 08): a rating head on the same towers; loss = w_retrieval * retrieval + w_rating
+    # * rating (both summed over the batch).  Off by default: the two-tower retrieval model alone.
+    rating_task: bool = False  # add the rating task (models.multitask.MultitaskModel)
+    retrieval_weight: float = 1.0  # w_retrieval (0: rating-only); only with rating_task
+    rating_weight: float = (
+        1.0  # w_rating (0: retrieval-only, the head is built but never trained); only with rating_task
+    )
+    rating_layers: tuple[int, ...] = (64,)  # hidden Dense(relu) sizes of the rating head; only with rating_task
+    rating_stop_gradient: bool = False  # the rating head reads the embeddings without training them
+    rating_l2: float = 0.0  # L2 penalty on the rating head's weights and looked-up bias rows; only with rating_task
 
     def __post_init__(self) -> None:
-        for name in ("ks", "user_features", "movie_features", "tower_layers"):
+        for name in TUPLE_FIELDS:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         _check_int(self, "embedding_dim", 1, 4096)
         _check_int(self, "epochs", 1, 10_000)
@@ -88,6 +100,26 @@ class ExperimentConfig:
             raise ConfigError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if any(not _is_int(n) or not 1 <= n <= 4096 for n in self.tower_layers):
             raise ConfigError(f"tower_layers must be whole numbers from 1 to 4096, got {self.tower_layers!r}")
+        self._check_multitask()
+
+    def _check_multitask(self) -> None:
+        for name in ("retrieval_weight", "rating_weight", "rating_l2"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value <= 1e6:
+                raise ConfigError(f"{name} must be a number from 0 to 1e6, got {value!r}")
+        if any(not _is_int(n) or not 1 <= n <= 4096 for n in self.rating_layers):
+            raise ConfigError(f"rating_layers must be whole numbers from 1 to 4096, got {self.rating_layers!r}")
+        if not isinstance(self.rating_task, bool) or not isinstance(self.rating_stop_gradient, bool):
+            raise ConfigError("rating_task and rating_stop_gradient must be True or False")
+        if not self.rating_task:
+            defaults = ExperimentConfig.__dataclass_fields__
+            changed = [n for n in MULTITASK_FIELDS if getattr(self, n) != defaults[n].default]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)}: only for the multitask model (rating_task=True)")
+        elif self.retrieval_weight == 0 and self.rating_weight == 0:
+            raise ConfigError("retrieval_weight and rating_weight cannot both be 0: nothing would be trained")
+        elif self.rating_stop_gradient and self.retrieval_weight == 0:
+            raise ConfigError("rating_stop_gradient with retrieval_weight 0 would train no embedding at all")
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         """A copy with some parameters changed (validated again)."""
@@ -98,7 +130,7 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        for name in ("ks", "user_features", "movie_features", "tower_layers"):
+        for name in TUPLE_FIELDS:
             data[name] = list(getattr(self, name))
         return data
 

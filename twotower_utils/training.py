@@ -14,6 +14,7 @@ from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.data.splits import Split
 from twotower_utils.evaluation.counting import metric_name, topk_accuracy
+from twotower_utils.models.multitask import build_multitask_model
 from twotower_utils.models.two_tower import TwoTowerModel, build_model
 
 
@@ -58,6 +59,14 @@ class TrainingResult:
         return float(self.history[metric_name(k, "val_" if test else "")].iloc[-1])
 
 
+def build_for(config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None) -> TwoTowerModel:
+    """The model a config asks for: the two-tower (``two_tower.build_model``), or with ``rating_task`` the
+    multitask model (``multitask.build_multitask_model``)."""
+    if config.rating_task:
+        return build_multitask_model(config, data, train_frame)
+    return build_model(config, data, train_frame)
+
+
 def train(
     config: ExperimentConfig,
     data: MovieLens,
@@ -71,8 +80,8 @@ def train(
     With ``curves`` (default) train/test top-k come from ``TopKCurves``; with
     ``config.metrics_in_training`` TFRS computes them inside training, the slow way.
     """
-    model = build_model(config, data, split.train)
-    train_ds = interactions_dataset(split.train, config.batch_size, seed=config.seed)
+    model = build_for(config, data, split.train)
+    train_ds = interactions_dataset(split.train, config.batch_size, seed=config.seed, ratings=config.rating_task)
     all_callbacks = list(callbacks or [])
     validation = None
     curve_callback = None
@@ -80,7 +89,7 @@ def train(
         curve_callback = TopKCurves(split, config.ks, config.eval_batch_size)
         all_callbacks.insert(0, curve_callback)
     elif curves:
-        validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False)
+        validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False, ratings=config.rating_task)
     start = time.perf_counter()
     keras_history = model.fit(
         train_ds, epochs=config.epochs, validation_data=validation, callbacks=all_callbacks, verbose=verbose

@@ -8,12 +8,20 @@ import tensorflow as tf
 
 
 def interactions_dataset(
-    frame: pd.DataFrame, batch_size: int, seed: int | None = None, shuffle: bool = True, strings: bool = False
+    frame: pd.DataFrame,
+    batch_size: int,
+    seed: int | None = None,
+    shuffle: bool = True,
+    strings: bool = False,
+    ratings: bool = False,
 ) -> tf.data.Dataset:
     """Cached, (re)shuffled, batched, prefetched ``{user_id, movie_title}`` pipeline of integer
-    ids (``strings=True``: the raw strings, for models that do their own lookups)."""
+    ids (``strings=True``: the raw strings, for models that do their own lookups; ``ratings=True``
+    adds each interaction's ``user_rating`` as float32, for models with a rating task)."""
     if frame.empty:
         raise ValueError("cannot build a pipeline from an empty frame")
+    if ratings and "user_rating" not in frame.columns:
+        raise ValueError("ratings=True needs a 'user_rating' column in the frame")
     if strings:
         columns = {"user_id": frame["user_id"].to_numpy(str), "movie_title": frame["movie_title"].to_numpy(str)}
     else:
@@ -21,6 +29,8 @@ def interactions_dataset(
             "user_id": frame["user_idx"].to_numpy(np.int64),
             "movie_title": frame["movie_idx"].to_numpy(np.int64),
         }
+    if ratings:
+        columns["user_rating"] = frame["user_rating"].to_numpy(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices(columns).cache()
     if shuffle:
         dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)

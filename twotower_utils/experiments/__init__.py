@@ -1,4 +1,5 @@
 """Experiments: what the notebooks and ``make`` commands run on top of the model code.  ``workflow``
 (load the data, split it, train or reuse a saved model), ``sweep`` (embedding dimension, notebook 05),
-``tuning`` (k-fold validation, ``make tune``), ``comparison`` (notebook 06's walk, checks and verdict).
+``tuning`` (k-fold validation, ``make tune``), ``comparison`` (notebook 06's walk, checks and verdict),
+``multitask_sweep`` (notebook 08's sweep of task weights and its validation choices, ``make multitask-tune``).
 Nothing below this layer imports it."""

@@ -116,9 +116,10 @@ def flatten(result: dict) -> dict[str, float]:
     }
 
 
-def summarise(runs: list[dict]) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation (over seeds) of every column."""
-    frame = pd.DataFrame([flatten(r) for r in runs])
+def summarise(runs: list[dict], columns: Callable[[dict], dict[str, float]] = flatten) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation (over seeds) of every column (``columns`` turns one run into its row;
+    runs that already are rows of numbers pass ``columns=dict``)."""
+    frame = pd.DataFrame([columns(r) for r in runs])
     return {c: {"mean": float(frame[c].mean()), "std": float(frame[c].std(ddof=0))} for c in frame.columns}
 
 

@@ -39,6 +39,16 @@ PROG = "python -m twotower_utils tune"
 DEFAULT_FOLDS = 5
 DEFAULT_FRACTION = 0.1
 CACHE_VERSION = 1
+# Config fields added after the cache format was fixed: left out of a key while at their defaults, so the folds
+# cached before they existed stay valid.
+LATER_FIELDS = (
+    "rating_task",
+    "retrieval_weight",
+    "rating_weight",
+    "rating_layers",
+    "rating_stop_gradient",
+    "rating_l2",
+)
 # Axes of `make tune`, crossed with each other around comparison.BEST_SWITCHES.
 DEFAULT_GRID: dict[str, tuple] = {
     "learning_rate_schedule": ("constant", "cosine"),
@@ -63,8 +73,10 @@ def fold_hit_rate(config: ExperimentConfig, data: MovieLens, fold: Split, k: int
     return float(filtered_topk_accuracy(model, fold.train, fold.test, [k], config.eval_batch_size)[k])
 
 
-def _fold_key(config: ExperimentConfig, data: MovieLens, fold: Split, k: int) -> str:
-    key = [CACHE_VERSION, config.to_dict(), k, data_fingerprint(data, fold)]
+def _fold_key(config: ExperimentConfig, data: MovieLens, fold: Split, k: int | str) -> str:
+    values, defaults = config.to_dict(), ExperimentConfig().to_dict()
+    values = {name: v for name, v in values.items() if name not in LATER_FIELDS or v != defaults[name]}
+    key = [CACHE_VERSION, values, k, data_fingerprint(data, fold)]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,20 +91,43 @@ def cross_validate(
 
     With ``cache_dir`` each (config, fold) result is stored as JSON and reused when the same config
     meets the same fold rows again."""
-    scores = []
+    return _per_fold(config, data, folds, k, cache_dir, "hit_rate", lambda c, fold: fold_hit_rate(c, data, fold, k))
+
+
+def cross_validate_measures(
+    config: ExperimentConfig,
+    data: MovieLens,
+    folds: Sequence[Split],
+    measure: Callable[[Any, Split], dict[str, float]],
+    name: str,
+    cache_dir: str | Path | None = None,
+) -> list[dict[str, float]]:
+    """Like ``cross_validate``, for models judged by several numbers: ``measure(model, fold)`` on every fold
+    (model seed ``config.seed + fold``).  ``name`` names the measure in the cache key: change it whenever
+    ``measure`` changes what it returns."""
+
+    def compute(fold_config: ExperimentConfig, fold: Split) -> dict[str, float]:
+        return measure(train(fold_config, data, fold, verbose=0, curves=False).model, fold)
+
+    return _per_fold(config, data, folds, name, cache_dir, "measures", compute)
+
+
+def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, compute) -> list:
+    """``compute(config with seed + fold, fold)`` on every fold, each result cached as ``field`` of a JSON file."""
+    results = []
     for index, fold in enumerate(folds):
         fold_config = config.replace(seed=config.seed + index)
         path = None
         if cache_dir is not None:
-            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, k)}.json"
+            path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, key)}.json"
             if path.exists():
-                scores.append(json.loads(path.read_text())["hit_rate"])
+                results.append(json.loads(path.read_text())[field])
                 continue
-        value = fold_hit_rate(fold_config, data, fold, k)
+        value = compute(fold_config, fold)
         if path is not None:
-            write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "k": k, "hit_rate": value})
-        scores.append(value)
-    return scores
+            write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "k": key, field: value})
+        results.append(value)
+    return results
 
 
 def cross_validate_ease(

@@ -11,9 +11,8 @@ import pandas as pd
 from twotower_utils.config import ExperimentConfig
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import Split, make_split
-from twotower_utils.models.two_tower import build_model
 from twotower_utils.results import load_model_weights, load_saved_config, save_model
-from twotower_utils.training import TrainingResult, train
+from twotower_utils.training import TrainingResult, build_for, train
 
 
 @functools.lru_cache(maxsize=4)
@@ -34,8 +33,9 @@ def load_or_train(
     """The model saved in ``output_dir`` if it was trained with exactly ``config``;
     otherwise train one and save it there.  Returns the result and whether it was loaded."""
     saved = load_saved_config(output_dir)
-    if saved is not None and saved.get("config") == config.to_dict():
-        model = build_model(config, data)
+    # from_dict fills fields added since the model was saved with their defaults (which keep the old behaviour)
+    if saved is not None and ExperimentConfig.from_dict(saved.get("config", {})) == config:
+        model = build_for(config, data, split.train)
         load_model_weights(model, output_dir)
         history = pd.DataFrame(saved["history"]["data"], columns=saved["history"]["columns"])
         return TrainingResult(model, history, float(saved["seconds"])), True

@@ -61,10 +61,32 @@ class TwoTowerModel(tfrs.Model):
         self.num_movies = int(movie_tower.lookup.vocabulary_size()) - 1
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        user_ids, movie_ids, user_embeddings, movie_embeddings = self.embed_batch(features, training)
+        return self.retrieval_task_loss(user_embeddings, movie_embeddings, user_ids, movie_ids, training)
+
+    def embed_batch(
+        self, features: dict[str, tf.Tensor], training: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """A batch's integer user and movie ids and their tower outputs (each tower called once)."""
         user_ids = tf.cast(features["user_id"], tf.int64)
         movie_ids = tf.cast(features["movie_title"], tf.int64)
-        user_embeddings = self.user_tower(user_ids, training=training)
-        movie_embeddings = self.movie_tower(movie_ids, training=training)
+        return (
+            user_ids,
+            movie_ids,
+            self.user_tower(user_ids, training=training),
+            self.movie_tower(movie_ids, training=training),
+        )
+
+    def retrieval_task_loss(
+        self,
+        user_embeddings: tf.Tensor,
+        movie_embeddings: tf.Tensor,
+        user_ids: tf.Tensor,
+        movie_ids: tf.Tensor,
+        training: bool = False,
+    ) -> tf.Tensor:
+        """The retrieval loss of a batch's embeddings (summed over the batch) with the config's loss switches;
+        outside training (or with ``metrics_in_training``) through the TFRS task, updating its metrics."""
         compute_metrics = self.metrics_in_training or not training
         if self.catalogue_negatives:
             return self._catalogue_loss(user_embeddings, movie_embeddings, movie_ids, compute_metrics)
@@ -130,17 +152,22 @@ def build_model(config: ExperimentConfig, data: MovieLens, train_frame: pd.DataF
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()  # same seed, same numbers (and no slower here)
     user_tower, movie_tower = build_towers(config, data)
-    candidates = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary).batch(128).map(movie_tower)
-    task = tfrs.tasks.Retrieval(
-        metrics=tfrs.metrics.FactorizedTopK(candidates=candidates, ks=config.ks),
-        temperature=None if config.temperature == 1.0 else config.temperature,
-        remove_accidental_hits=config.remove_accidental_hits,
-    )
+    task = retrieval_task(config, data, movie_tower)
     probability = movie_sampling_probability(data, train_frame) if config.logq_correction else None
     model = TwoTowerModel(user_tower, movie_tower, task, config, probability)
     num_examples = len(data.ratings if train_frame is None else train_frame)  # the cosine schedule's length
     model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
     return model
+
+
+def retrieval_task(config: ExperimentConfig, data: MovieLens, movie_tower: Tower) -> tfrs.tasks.Retrieval:
+    """``tfrs.tasks.Retrieval`` with ``FactorizedTopK`` over every movie title as its metric."""
+    candidates = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary).batch(128).map(movie_tower)
+    return tfrs.tasks.Retrieval(
+        metrics=tfrs.metrics.FactorizedTopK(candidates=candidates, ks=config.ks),
+        temperature=None if config.temperature == 1.0 else config.temperature,
+        remove_accidental_hits=config.remove_accidental_hits,
+    )
 
 
 def make_optimizer(config: ExperimentConfig, num_examples: int | None = None) -> tf.keras.optimizers.Optimizer:
