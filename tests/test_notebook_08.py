@@ -25,8 +25,9 @@ def test_notebook_08_runs_headless_and_records_the_sweep(series):
     retrieval, rating = "retrieval-only (1 : 0)", "rating-only (0 : 1)"
     stop = "joint, rating stop-gradient (1 : 1)"
     assert {retrieval, rating, "joint (1 : 1)", stop, section["joint"]} <= set(table)
-    # two epochs of the best two-tower already beat most-popular (0.090); rating-only does not retrieve at all
-    assert mean(retrieval, "HR@10 filtered") == pytest.approx(0.116, abs=0.005)
+    # two epochs of the best two-tower, at the series' 32-d embeddings (SMALL), already beat most-popular (0.090):
+    # 0.1037 measured (0.116 with the notebook's own 128-d); rating-only does not retrieve at all
+    assert mean(retrieval, "HR@10 filtered") == pytest.approx(0.104, abs=0.005)
     assert mean(rating, "HR@10 filtered") < 0.05
     # the untrained head of retrieval-only predicts about the mean; training the head does much better
     assert mean(retrieval, "RMSE") == pytest.approx(1.13, abs=0.05)
