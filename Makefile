@@ -18,7 +18,7 @@ PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS)
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving multitask-tune clean
+.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving multitask-tune ranking-tune clean
 
 all: setup run-notebooks
 
@@ -92,6 +92,11 @@ bench-serving: setup
 MT_FOLDS ?= 3
 multitask-tune: setup
 	$(BIN)/python -m twotower_utils multitask --folds $(MT_FOLDS) --output-dir $(OUTPUT_DIR)/multitask
+
+# Notebook 07's validation choices: rating baselines and models, then the two stages' N and blend weight; cached per fold.
+RK_FOLDS ?= 3
+ranking-tune: setup
+	$(BIN)/python -m twotower_utils ranking --folds $(RK_FOLDS) --output-dir $(OUTPUT_DIR)/ranking
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -5,7 +5,14 @@ import pytest
 
 from tests.conftest import HAND_SCORES, HAND_TEST, HAND_TRAIN, pairs_frame
 from twotower_utils.evaluation.counting import seen_matrix
-from twotower_utils.evaluation.metrics import coverage, evaluate_scores, popularity_bias, ranking_metrics, top_k_lists
+from twotower_utils.evaluation.metrics import (
+    coverage,
+    evaluate_scores,
+    graded_metrics,
+    popularity_bias,
+    ranking_metrics,
+    top_k_lists,
+)
 
 
 def test_ranking_metrics_with_ties_and_a_user_without_hits():
@@ -36,3 +43,16 @@ def test_evaluate_scores_bundle():
     result = evaluate_scores(HAND_SCORES, HAND_TRAIN, HAND_TEST, 2, 5, ks=(1, 2))
     assert set(result) == {"hit_rate", "hit_rate_filtered", "ranking", "coverage@10", "popularity@10"}
     assert result["hit_rate_filtered"][2] == pytest.approx(2 / 3)
+
+
+def test_graded_metrics_by_hand():
+    """User 1's filtered top-2 is [2, 3] (movie 1 seen): it hits movie 3 (rated 4) and misses movie 5 (rated 5);
+    user 2's [1, 2] hits nothing."""
+    seen = seen_matrix(HAND_TRAIN, 2, 5)
+    test = HAND_TEST.assign(user_rating=[4.0, 5.0, 2.0])
+    result = graded_metrics(HAND_SCORES, test, k=2, exclude=seen)
+    user_1 = (4 / np.log2(3)) / (5 + 4 / np.log2(3))
+    assert result["graded ndcg@2"] == pytest.approx(user_1 / 2)
+    assert result["mean rating of hits@2"] == 4.0
+    with pytest.raises(ValueError, match="user_rating"):
+        graded_metrics(HAND_SCORES, HAND_TEST, k=2)

@@ -16,6 +16,10 @@ COMMANDS = {
     "export": ("twotower_utils.experiments.release", "export the best two-tower as a SavedModel (make export)"),
     "recommend": ("twotower_utils.serving.cli:recommend_main", "top-k movies for user ids from an export"),
     "similar": ("twotower_utils.serving.cli:similar_main", "movies like a movie, from an export"),
+    "ranking": (
+        "twotower_utils.experiments.ranking_stage",
+        "validation choices of the ranking stage: rating models, baselines, re-rankers (make ranking-tune)",
+    ),
     "multitask": (
         "twotower_utils.experiments.multitask_sweep",
         "validation choices of the multitask model: rating head, task weights (make multitask-tune)",

@@ -13,8 +13,21 @@ USER_FEATURES = ("age", "gender", "occupation", "zip")
 MOVIE_FEATURES = ("genres", "year")
 NEGATIVES = ("in_batch", "catalogue")
 SCHEDULES = ("constant", "cosine")
-TUPLE_FIELDS = ("ks", "user_features", "movie_features", "tower_layers", "rating_layers")
+RANKING_HEADS = ("none", "mf", "mlp", "dcn")
+TUPLE_FIELDS = ("ks", "user_features", "movie_features", "tower_layers", "rating_layers", "ranking_layers")
 MULTITASK_FIELDS = ("retrieval_weight", "rating_weight", "rating_layers", "rating_stop_gradient", "rating_l2")
+RANKING_FIELDS = ("ranking_layers", "cross_layers", "implicit_feedback", "ranking_l2", "bias_l2")
+# Retrieval-only switches that mean nothing to the rating model (refused with ranking_head, not silently ignored)
+RETRIEVAL_ONLY_FIELDS = (
+    "logq_correction",
+    "remove_accidental_hits",
+    "temperature",
+    "normalize_embeddings",
+    "tower_layers",
+    "negatives",
+    "rating_task",
+    "metrics_in_training",
+)
 
 
 class ConfigError(ValueError):
@@ -63,6 +76,14 @@ class ExperimentConfig:
     rating_layers: tuple[int, ...] = (64,)  # hidden Dense(relu) sizes of the rating head; only with rating_task
     rating_stop_gradient: bool = False  # the rating head reads the embeddings without training them
     rating_l2: float = 0.0  # L2 penalty on the rating head's weights and looked-up bias rows; only with rating_task
+    # The ranking stage's rating model (issue 10, notebook 07): rating = mu + b_user + b_movie + <u, m> [+ a deep part
+    # over [u, m, u * m, side features]], trained with tfrs.tasks.Ranking.  "none": the retrieval model instead.
+    ranking_head: str = "none"  # "mf" (biases + dot product), "mlp" / "dcn" (mf plus an MLP or a DCN on top)
+    ranking_layers: tuple[int, ...] = (64,)  # hidden Dense(relu) sizes of the deep part (mlp, dcn)
+    cross_layers: int = 1  # DCN cross layers (tfrs.layers.dcn.Cross) before the hidden layers (dcn)
+    implicit_feedback: bool = False  # SVD++: the user vector adds the mean of the user's training movies' vectors
+    ranking_l2: float = 0.0  # L2 penalty on the deep part's weights (once per batch, as Keras regularisers)
+    bias_l2: float = 0.0  # L2 penalty on the looked-up user and movie bias rows (per rating, as the embedding L2)
 
     def __post_init__(self) -> None:
         for name in TUPLE_FIELDS:
@@ -101,6 +122,29 @@ class ExperimentConfig:
         if any(not _is_int(n) or not 1 <= n <= 4096 for n in self.tower_layers):
             raise ConfigError(f"tower_layers must be whole numbers from 1 to 4096, got {self.tower_layers!r}")
         self._check_multitask()
+        self._check_ranking()
+
+    def _check_ranking(self) -> None:
+        if self.ranking_head not in RANKING_HEADS:
+            raise ConfigError(f"ranking_head must be one of {RANKING_HEADS}, got {self.ranking_head!r}")
+        if any(not _is_int(n) or not 1 <= n <= 4096 for n in self.ranking_layers):
+            raise ConfigError(f"ranking_layers must be whole numbers from 1 to 4096, got {self.ranking_layers!r}")
+        _check_int(self, "cross_layers", 0, 16)
+        for name in ("ranking_l2", "bias_l2"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value <= 1e6:
+                raise ConfigError(f"{name} must be a number from 0 to 1e6, got {value!r}")
+        if not isinstance(self.implicit_feedback, bool):
+            raise ConfigError("implicit_feedback must be True or False")
+        defaults = ExperimentConfig.__dataclass_fields__
+        if self.ranking_head == "none":
+            changed = [n for n in RANKING_FIELDS if getattr(self, n) != defaults[n].default]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)}: only for the rating model (ranking_head='mf', 'mlp' or 'dcn')")
+        else:
+            changed = [n for n in RETRIEVAL_ONLY_FIELDS if getattr(self, n) != defaults[n].default]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)}: retrieval switches, not for the rating model (ranking_head)")
 
     def _check_multitask(self) -> None:
         for name in ("retrieval_weight", "rating_weight", "rating_l2"):

@@ -1,5 +1,6 @@
-"""Training: fit a two-tower model (``models.two_tower.build_model``) on a split's training part, with
-per-epoch train/test top-k curves from the one counting core (``evaluation.counting``)."""
+"""Training: fit a model on a split's training part: the two-tower (``models.two_tower.build_model``) with
+per-epoch train/test top-k curves from the one counting core (``evaluation.counting``), the multitask model
+(``models.multitask``) or the ranking stage's rating model (``models.ranking``, per-epoch train/test RMSE)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.data.splits import Split
 from twotower_utils.evaluation.counting import metric_name, topk_accuracy
 from twotower_utils.models.multitask import build_multitask_model
+from twotower_utils.models.ranking import build_rating_model
 from twotower_utils.models.two_tower import TwoTowerModel, build_model
 
 
@@ -60,8 +62,11 @@ class TrainingResult:
 
 
 def build_for(config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None) -> TwoTowerModel:
-    """The model a config asks for: the two-tower (``two_tower.build_model``), or with ``rating_task`` the
-    multitask model (``multitask.build_multitask_model``)."""
+    """The model a config asks for: the two-tower (``two_tower.build_model``), with ``rating_task`` the
+    multitask model (``multitask.build_multitask_model``), with a ``ranking_head`` the rating model
+    (``ranking.build_rating_model``)."""
+    if config.ranking_head != "none":
+        return build_rating_model(config, data, train_frame)
     if config.rating_task:
         return build_multitask_model(config, data, train_frame)
     return build_model(config, data, train_frame)
@@ -78,18 +83,22 @@ def train(
     """Build and fit a model; the history has one row per epoch (``epoch`` 1..n).
 
     With ``curves`` (default) train/test top-k come from ``TopKCurves``; with
-    ``config.metrics_in_training`` TFRS computes them inside training, the slow way.
+    ``config.metrics_in_training`` TFRS computes them inside training, the slow way.  A rating model's
+    curves are its train RMSE (``rmse``, averaged over the epoch) and test RMSE (``val_rmse``).
     """
     model = build_for(config, data, split.train)
-    train_ds = interactions_dataset(split.train, config.batch_size, seed=config.seed, ratings=config.rating_task)
+    ratings = config.rating_task or config.ranking_head != "none"
+    train_ds = interactions_dataset(split.train, config.batch_size, seed=config.seed, ratings=ratings)
     all_callbacks = list(callbacks or [])
     validation = None
     curve_callback = None
-    if curves and not config.metrics_in_training:
+    if curves and config.ranking_head != "none":
+        validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False, ratings=True)
+    elif curves and not config.metrics_in_training:
         curve_callback = TopKCurves(split, config.ks, config.eval_batch_size)
         all_callbacks.insert(0, curve_callback)
     elif curves:
-        validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False, ratings=config.rating_task)
+        validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False, ratings=ratings)
     start = time.perf_counter()
     keras_history = model.fit(
         train_ds, epochs=config.epochs, validation_data=validation, callbacks=all_callbacks, verbose=verbose

@@ -124,3 +124,26 @@ def evaluate_scores(
         f"coverage@{list_k}": coverage(lists, num_movies),
         f"popularity@{list_k}": popularity_bias(lists, train, num_movies),
     }
+
+
+def graded_metrics(
+    scores: np.ndarray, test: pd.DataFrame, k: int = 10, exclude: np.ndarray | None = None
+) -> dict[str, float]:
+    """How *good* the hits of each test user's (filtered) top-k list are, using the test ratings:
+    NDCG@k with the test rating (1-5) as the gain (ideal: the user's k best-rated test movies), averaged over
+    test users, and the mean test rating of the hits (every hit of every list counts once)."""
+    if "user_rating" not in test.columns:
+        raise ValueError("graded metrics need the test frame's 'user_rating' column")
+    num_users, num_columns = scores.shape
+    gains = np.zeros((num_users, num_columns))
+    gains[test["user_idx"].to_numpy(), test["movie_idx"].to_numpy()] = test["user_rating"].to_numpy(np.float64)
+    users = np.unique(test["user_idx"].to_numpy())
+    lists = top_k_lists(scores, k, exclude, users)
+    listed = np.take_along_axis(gains[users], lists, axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = -np.sort(-gains[users, 1:], axis=1)[:, :k]
+    hits = listed[listed > 0]
+    return {
+        f"graded ndcg@{k}": float(np.mean((listed * discounts).sum(axis=1) / (ideal * discounts).sum(axis=1))),
+        f"mean rating of hits@{k}": float(hits.mean()) if hits.size else float("nan"),
+    }

@@ -1,5 +1,6 @@
 """Experiments: what the notebooks and ``make`` commands run on top of the model code.  ``workflow``
 (load the data, split it, train or reuse a saved model), ``sweep`` (embedding dimension, notebook 05),
 ``tuning`` (k-fold validation, ``make tune``), ``comparison`` (notebook 06's walk, checks and verdict),
+``ranking_stage`` (notebook 07's rating models, ensemble and two stages, ``make ranking-tune``),
 ``multitask_sweep`` (notebook 08's sweep of task weights and its validation choices, ``make multitask-tune``).
 Nothing below this layer imports it."""

@@ -48,6 +48,12 @@ LATER_FIELDS = (
     "rating_layers",
     "rating_stop_gradient",
     "rating_l2",
+    "ranking_head",
+    "ranking_layers",
+    "cross_layers",
+    "implicit_feedback",
+    "ranking_l2",
+    "bias_l2",
 )
 # Axes of `make tune`, crossed with each other around comparison.BEST_SWITCHES.
 DEFAULT_GRID: dict[str, tuple] = {

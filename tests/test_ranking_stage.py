@@ -1,0 +1,87 @@
+"""Notebook 07's machinery on tiny synthetic data: the rating table, the ensemble, the two stages, the choices."""
+
+import pandas as pd
+import pytest
+
+from twotower_utils.data.splits import validation_split
+from twotower_utils.experiments import ranking_stage as rk
+
+FAST = {"epochs": 2, "embedding_dim": 8, "batch_size": 64}
+
+
+def test_every_rating_model_trains_and_is_scored(tiny_data, tiny_split):
+    names = ["global mean", "user + movie biases", "MF (biases + dot product)", rk.MULTITASK]
+    runs = rk.run_rating_models(names, tiny_data, tiny_split, seeds=[1, 2], overrides=FAST, log=lambda _: None)
+    assert set(runs) == set(names) and all(len(r) == 2 for r in runs.values())
+    summaries = {name: rk.summarise(r) for name, r in runs.items()}
+    assert summaries["global mean"]["RMSE"]["std"] == 0  # no seed in it
+    table = rk.rating_table(summaries)
+    assert list(table.columns) == ["RMSE", "MAE"] and len(table) == 4
+    published = rk.published_table(0.95, "ours")
+    assert published.loc["ours", "source"] == "measured here" and published["RMSE"].is_monotonic_increasing
+
+
+def test_the_ensemble_fits_on_the_fold_and_scores_test(tiny_data, tiny_split):
+    fold = validation_split(tiny_split.train, 0.2, seed=0)
+    members = ("user + movie biases", "MF (biases + dot product)")
+    runs, weights = rk.run_ensemble(members, tiny_data, tiny_split, fold, [3], FAST, log=lambda _: None)
+    assert len(runs) == 1 and set(runs[0]) == {"RMSE", "MAE"} and len(weights[0]) == 3
+
+
+def test_the_two_stages_run_end_to_end(tiny_data, tiny_split):
+    fold = validation_split(tiny_split.train, 0.2, seed=0)
+    runs, sweep = rk.run_two_stage(
+        tiny_data,
+        tiny_split,
+        fold,
+        [0],
+        {"N": 10, "w": 0.5},
+        10,
+        FAST,
+        ns=(5, 10),
+        weights=(0.0, 0.5, 1.0),
+        log=lambda _: None,
+    )
+    assert set(runs) == {
+        rk.STAGE_ONE,
+        "(a) by predicted rating, N = 10",
+        "(b) blend w = 0.5, N = 10",
+        "(c) learned re-ranker, N = 10",
+    }
+    assert set(sweep["N"]) == {5, 10} and set(sweep["w"]) == {0.0, 0.5, 1.0}
+    stage_one = runs[rk.STAGE_ONE][0]
+    # weight 0 is stage one's own order: with N = 10 the same top 10
+    row = sweep[(sweep["N"] == 10) & (sweep["w"] == 0.0)].iloc[0]
+    assert row[rk.HR] == pytest.approx(stage_one[rk.HR])
+    for measures in (r[0] for r in runs.values()):
+        assert set(measures) == set(rk.TWO_STAGE_COLUMNS) and 0 <= measures[rk.HR] <= 1
+    summaries = {name: rk.summarise(r) for name, r in runs.items()}
+    target = rk.two_stage_target(summaries)
+    assert target["pipeline"].startswith("(b)") and isinstance(target["beats stage one on both"], bool)
+
+
+def test_choose_blend_takes_the_best_mean_and_prefers_small_weights_on_ties():
+    a = pd.DataFrame({"N": [25, 25, 50, 50], "w": [0.0, 0.1, 0.0, 0.1], rk.HR: [0.10, 0.12, 0.10, 0.12]})
+    b = a.assign(**{rk.HR: [0.10, 0.12, 0.10, 0.14]})
+    assert rk.choose_blend([a, b]) == {"N": 50, "w": 0.1, rk.HR: pytest.approx(0.13)}
+    tie = a.assign(**{rk.HR: [0.12, 0.12, 0.12, 0.12]})
+    assert rk.choose_blend([tie]) == {"N": 25, "w": 0.0, rk.HR: pytest.approx(0.12)}
+
+
+def test_the_tradeoff_plot_has_a_line_per_n():
+    sweep = pd.DataFrame(
+        {
+            "N": [10, 10, 50, 50],
+            "w": [0, 1, 0, 1],
+            rk.HR: [0.2, 0.1, 0.2, 0.05],
+            "mean rating of hits": [3.9, 4.1, 3.9, 4.3],
+        }
+    )
+    fig = rk.plot_tradeoff(sweep, "tiny")
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]
+
+
+def test_the_command_line_refuses_one_fold(capsys):
+    with pytest.raises(SystemExit) as stop:
+        rk.main(["--folds", "1"])
+    assert stop.value.code == 2 and "--folds must be from 2 to 10" in capsys.readouterr().err

@@ -1,0 +1,556 @@
+"""Notebook 07's machinery: the ranking stage (rating models against their baselines) and two stages
+(the best two-tower retrieves N candidates, a re-ranker orders them).
+
+**Rating models** (``models.ranking``, ``models.rating_baselines``) are judged by RMSE and MAE on the test
+ratings.  ``python -m twotower_utils ranking`` (``make ranking-tune``) chooses everything on k disjoint
+validation folds of the training split (``experiments.tuning``), never on test: the baselines' penalties
+and factors, then each rating-model variant's settings, then the blend weights of the ensemble.  Its
+answers are the constants below.
+
+**Two stages** (``models.reranking``): stage one is the best two-tower (``comparison.BEST_SWITCHES``); the
+re-rankers are the rating model alone, a blend of retrieval score and predicted rating (weight chosen on
+validation), and a learned re-ranker trained on a validation fold's candidates.  Each pipeline is written
+back as a score matrix and scored with the project's one set of metrics, plus graded NDCG and the mean
+test rating of the hits (``evaluation.metrics.graded_metrics``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from twotower_utils.config import ExperimentConfig
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import Split
+from twotower_utils.evaluation import baselines
+from twotower_utils.evaluation.counting import seen_matrix, topk_accuracy
+from twotower_utils.evaluation.metrics import graded_metrics, model_scores, ranking_metrics
+from twotower_utils.evaluation.rating import predict_frame, predict_pairs, rating_errors
+from twotower_utils.experiments import comparison, multitask_sweep, tuning
+from twotower_utils.models import rating_baselines, reranking
+from twotower_utils.models.ranking import RatingBlend
+from twotower_utils.results import write_json_atomic
+from twotower_utils.training import train
+
+PROG = "python -m twotower_utils ranking"
+MEASURE_NAME = "rating-v1"  # names ``rating_measure`` in the validation cache keys
+RMSE, MAE = "RMSE", "MAE"
+USER_FEATURES = ("age", "gender", "occupation", "zip")
+MOVIE_FEATURES = ("genres", "year")
+
+# --- the rating models ---------------------------------------------------------------------------------------
+
+# The optimisation every rating-model variant shares (the best two-tower's: Adam 0.01, batch 2048, cosine).
+RATING_BASE: dict[str, Any] = {
+    "ranking_head": "mf",
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "batch_size": 2048,
+    "learning_rate_schedule": "cosine",
+    "epochs": 20,
+    "embedding_dim": 64,
+    "l2_regularization": 0.1,
+    "bias_l2": 0.01,
+}
+# The variants of notebook 07: heads with and without side features (the report's "richer features"), and
+# implicit feedback (who rated what).  Name -> config changes on top of RATING_BASE; the penalties were chosen per
+# variant on validation (make ranking-tune: mean RMSE over 3 folds).
+FEATURES = {"user_features": USER_FEATURES, "movie_features": MOVIE_FEATURES}
+RATING_VARIANTS: dict[str, dict[str, Any]] = {
+    "MF (biases + dot product)": {"ranking_head": "mf"},
+    "MLP head": {"ranking_head": "mlp", "ranking_l2": 1000.0},
+    "MLP head + features": {"ranking_head": "mlp", "ranking_l2": 1000.0, **FEATURES},
+    "DCN head": {"ranking_head": "dcn", "ranking_l2": 1000.0},
+    "DCN head + features": {"ranking_head": "dcn", "ranking_l2": 1000.0, **FEATURES},
+    "MF + implicit feedback (SVD++)": {"ranking_head": "mf", "implicit_feedback": True, "l2_regularization": 0.2},
+}
+# What make ranking-tune tries around each variant (one axis: the penalty that decides how much it overfits).
+VARIANT_GRID: dict[str, tuple[str, tuple]] = {
+    "MF (biases + dot product)": ("l2_regularization", (0.05, 0.1, 0.2)),
+    "MLP head": ("ranking_l2", (100.0, 1000.0)),
+    "MLP head + features": ("ranking_l2", (100.0, 1000.0)),
+    "DCN head": ("ranking_l2", (100.0, 1000.0)),
+    "DCN head + features": ("ranking_l2", (100.0, 1000.0)),
+    "MF + implicit feedback (SVD++)": ("l2_regularization", (0.1, 0.2, 0.3)),
+}
+# The baselines' settings, chosen on validation (make ranking-tune).
+BASELINE_SETTINGS: dict[str, dict[str, Any]] = {
+    "global mean": {},
+    "user + movie biases": {"lam": 5.0},
+    "biased MF (ALS)": {"factors": 120, "lam": 0.1},
+}
+BASELINE_GRID: dict[str, list[dict[str, Any]]] = {
+    "user + movie biases": [{"lam": lam} for lam in (1.0, 3.0, 5.0, 10.0, 25.0)],
+    "biased MF (ALS)": [{"factors": f, "lam": lam} for f in (50, 120) for lam in (0.05, 0.1, 0.2)],
+}
+BASELINE_CLASSES = {
+    "global mean": rating_baselines.GlobalMean,
+    "user + movie biases": rating_baselines.Biases,
+    "biased MF (ALS)": rating_baselines.BiasedMF,
+}
+# The ensemble: a least-squares blend of these members' predictions, its weights fitted on a validation fold.
+# The multitask model of notebook 08 (joint 1 : 0.3) brings the retrieval task's "who rated what" signal.
+MULTITASK = "multitask, joint (1 : 0.3)"
+ENSEMBLE_MEMBERS = ("biased MF (ALS)", "MF + implicit feedback (SVD++)", MULTITASK)
+ENSEMBLE = "ensemble: ALS + SVD++ + multitask (blend fitted on validation)"
+
+# Published numbers (reported, not rerun here), with their protocols.
+PUBLISHED = [
+    ("TFRS basic_ranking tutorial", "random 80/20 (this split), 3 epochs", 1.11),
+    ("TFRS DCN tutorial", "random 80/20 of 100K, DCN with features", 0.933),
+    ("Surprise BaselineOnly", "5-fold cross-validation of 100K", 0.944),
+    ("Surprise SVD", "5-fold cross-validation of 100K", 0.934),
+    ("Surprise SVD++", "5-fold cross-validation of 100K", 0.919),
+    ("GC-MC (Berg et al. 2017)", "canonical u1 split (80/20)", 0.910),
+    ("GLocal-K (Han et al. 2021)", "canonical u1 split (80/20)", 0.889),
+]
+
+
+def rating_config(base: ExperimentConfig | None = None, **changes: Any) -> ExperimentConfig:
+    """``RATING_BASE`` on ``base`` (default: the report's split and seed) with ``changes``."""
+    base = ExperimentConfig() if base is None else base
+    return base.replace(**{**RATING_BASE, **changes})
+
+
+def fit_baseline(name: str, data: MovieLens, frame: pd.DataFrame, seed: int = 0, **settings: Any):
+    """A rating baseline of ``BASELINE_CLASSES`` fitted on ``frame`` (``settings`` override ``BASELINE_SETTINGS``).
+    NumPy runs single-threaded here: ALS solves thousands of small systems, which threads only slow down."""
+    chosen = {**BASELINE_SETTINGS[name], **settings}
+    if name == "biased MF (ALS)":
+        chosen.setdefault("seed", seed)
+    with threadpool_limits(1):
+        return BASELINE_CLASSES[name](data.num_users, data.num_movies, **chosen).fit(frame)
+
+
+def fit_rating_model(name: str, data: MovieLens, split: Split, seed: int, overrides: dict[str, Any] | None = None):
+    """Any model of the rating table, trained on ``split.train`` with model seed ``seed``: a baseline, a variant of
+    ``RATING_VARIANTS`` or the multitask model (``MULTITASK``).  ``overrides`` (notebook 07's parameters:
+    ``embedding_dim``, ``epochs``, ``learning_rate``, ``batch_size``) change the TensorFlow variants; of them the
+    multitask model, whose towers are the best two-tower's, takes only ``epochs``."""
+    if name in BASELINE_SETTINGS:
+        return fit_baseline(name, data, split.train, seed=seed)
+    overrides = overrides or {}
+    if name == MULTITASK:
+        epochs = {"epochs": overrides["epochs"]} if "epochs" in overrides else {}
+        config = multitask_sweep.multitask_config(ExperimentConfig(seed=seed), **multitask_sweep.JOINT, **epochs)
+    else:
+        config = rating_config(ExperimentConfig(seed=seed), **{**RATING_VARIANTS[name], **overrides})
+    return train(config, data, split, verbose=0, curves=False).model
+
+
+def rating_measure(model, split: Split, batch_size: int = 4096) -> dict[str, float]:
+    """RMSE and MAE of a rating model on the split's test ratings."""
+    errors = rating_errors(predict_frame(model, split.test, batch_size), split.test["user_rating"].to_numpy())
+    return {RMSE: errors["rmse"], MAE: errors["mae"]}
+
+
+def run_rating_models(
+    names: Sequence[str],
+    data: MovieLens,
+    split: Split,
+    seeds: Sequence[int],
+    overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, list[dict]]:
+    """Every named model (baselines, variants, the multitask model), once per model seed, scored on ``split.test``."""
+    runs: dict[str, list[dict]] = {}
+    for name in names:
+        start = time.perf_counter()
+        runs[name] = [rating_measure(fit_rating_model(name, data, split, seed, overrides), split) for seed in seeds]
+        log(f"{name:45s} RMSE {np.mean([r[RMSE] for r in runs[name]]):.4f}  ({time.perf_counter() - start:.0f} s)")
+    return runs
+
+
+def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation over seeds of every number."""
+    return comparison.summarise(runs, columns=dict)
+
+
+def rating_table(summaries: dict[str, dict]) -> pd.DataFrame:
+    """RMSE and MAE, ``mean ± std`` over seeds, one row per model."""
+    return comparison.table(summaries)
+
+
+def published_table(ours: float, name: str) -> pd.DataFrame:
+    """The published RMSEs (reported, with their protocols) beside our best."""
+    rows = [{"model": m, "protocol": p, "RMSE": r, "source": "reported"} for m, p, r in PUBLISHED]
+    rows.append(
+        {
+            "model": name,
+            "protocol": "random 80/20 (the report's split), mean of seeds",
+            "RMSE": ours,
+            "source": "measured here",
+        }
+    )
+    return pd.DataFrame(rows).set_index("model").sort_values("RMSE")
+
+
+# --- the ensemble ------------------------------------------------------------------------------------------
+
+
+def member_predictions(
+    members: Sequence[str],
+    data: MovieLens,
+    split: Split,
+    seed: int,
+    frame: pd.DataFrame,
+    overrides: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """``[len(frame), len(members)]``: each member trained on ``split.train`` (model seed ``seed``), predicting
+    the pairs of ``frame``."""
+    return np.stack([predict_frame(fit_rating_model(n, data, split, seed, overrides), frame) for n in members], axis=1)
+
+
+def run_ensemble(
+    members: Sequence[str],
+    data: MovieLens,
+    split: Split,
+    fold: Split,
+    seeds: Sequence[int],
+    overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], list[list[float]]]:
+    """For each seed: fit the blend on the validation ``fold`` (members trained on ``fold.train``, predicting
+    ``fold.test``), then apply its weights to the members trained on the whole ``split.train``, predicting
+    ``split.test``.  Returns the runs and each seed's blend weights (intercept first)."""
+    runs, weights = [], []
+    for seed in seeds:
+        start = time.perf_counter()
+        blend = RatingBlend().fit(member_predictions(members, data, fold, seed, fold.test, overrides), fold.test)
+        test_predictions = member_predictions(members, data, split, seed, split.test, overrides)
+        errors = rating_errors(blend.predict(test_predictions), split.test["user_rating"].to_numpy())
+        runs.append({RMSE: errors["rmse"], MAE: errors["mae"]})
+        weights.append([float(w) for w in blend.weights])
+        log(f"ensemble, seed {seed}: RMSE {errors['rmse']:.4f}  ({time.perf_counter() - start:.0f} s)")
+    return runs, weights
+
+
+# --- two stages ------------------------------------------------------------------------------------------------
+
+HR = "HR@10 filtered"
+TWO_STAGE_COLUMNS = (HR, "Recall@10", "NDCG@10", "graded NDCG@10", "mean rating of hits")
+CANDIDATE_COUNTS = (10, 25, 50, 100, 200)
+BLEND_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+# The rating model that re-ranks (the best single rating model on validation) and the choices of the two stages,
+# made on validation (make ranking-tune): the blend's N and weight, the learned re-ranker's N.
+RERANK_RATING_MODEL = "MF + implicit feedback (SVD++)"
+BLEND_CHOICE: dict[str, Any] = {"N": 50, "w": 0.1}
+LEARNED_N = 100
+STAGE_ONE = "stage one alone (best two-tower)"
+
+
+def pipeline_measures(scores: np.ndarray, split: Split, data: MovieLens) -> dict[str, float]:
+    """The two-stage table's numbers for one score matrix (filtered: the user's training movies left out)."""
+    seen = seen_matrix(split.train, data.num_users, data.num_movies)
+    ranking = ranking_metrics(scores, split.test, [10], exclude=seen)
+    graded = graded_metrics(scores, split.test, 10, exclude=seen)
+    return {
+        HR: topk_accuracy(scores, split.test, [10], exclude=seen)[10],
+        "Recall@10": ranking["recall@10"],
+        "NDCG@10": ranking["ndcg@10"],
+        "graded NDCG@10": graded["graded ndcg@10"],
+        "mean rating of hits": graded["mean rating of hits@10"],
+    }
+
+
+class StageInputs:
+    """What the re-rankers read for one split, from models trained on ``split.train`` alone: stage one's score
+    matrix, the rating model (predicting the candidates' ratings), EASE's score matrix."""
+
+    def __init__(self, retrieval: np.ndarray, rating_model, ease: np.ndarray, split: Split, data: MovieLens):
+        self.retrieval, self.rating_model, self.ease = retrieval, rating_model, ease
+        self.split, self.data = split, data
+        self.seen = seen_matrix(split.train, data.num_users, data.num_movies)
+        self._candidates: dict[int, np.ndarray] = {}
+        self._ratings: dict[int, np.ndarray] = {}
+
+    def candidates(self, n: int) -> np.ndarray:
+        """``[num_users + 1, n]``: stage one's top n, the user's training movies left out."""
+        if n not in self._candidates:
+            self._candidates[n] = reranking.candidates(self.retrieval, self.seen, n)
+        return self._candidates[n]
+
+    def predicted_ratings(self, n: int) -> np.ndarray:
+        """``[num_users + 1, n]``: the rating model's predictions for the candidates."""
+        if n not in self._ratings:
+            ids = self.candidates(n)
+            users = np.broadcast_to(np.arange(len(ids))[:, None], ids.shape)
+            self._ratings[n] = predict_pairs(self.rating_model, users, ids, batch_size=65536)
+        return self._ratings[n]
+
+    def features(self, n: int) -> tuple[np.ndarray, list[str]]:
+        """The learned re-ranker's inputs for the top n (``reranking.candidate_features``)."""
+        ids = self.candidates(n)
+        rating = np.zeros_like(self.retrieval)
+        np.put_along_axis(rating, ids, self.predicted_ratings(n), axis=1)
+        matrices = {"retrieval score": self.retrieval, "predicted rating": rating, "EASE score": self.ease}
+        return reranking.candidate_features(ids, matrices, self.split.train)
+
+    def pipeline(self, n: int, rerank: np.ndarray) -> np.ndarray:
+        return reranking.two_stage_scores(self.candidates(n), rerank, self.data.num_movies)
+
+
+def stage_inputs(
+    data: MovieLens,
+    split: Split,
+    seed: int,
+    overrides: dict[str, Any] | None = None,
+    rating_model: str = RERANK_RATING_MODEL,
+    ease_lambda: float = 300.0,
+) -> StageInputs:
+    """Train what the two stages need on ``split.train`` (model seed ``seed``): the best two-tower (stage one; of
+    ``overrides`` it takes only ``epochs``), the rating model (``fit_rating_model``), and EASE (an input of the
+    learned re-ranker)."""
+    overrides = overrides or {}
+    best = comparison.best_switches(**({"epochs": overrides["epochs"]} if "epochs" in overrides else {}))
+    retrieval = train(ExperimentConfig(seed=seed).replace(**best), data, split, verbose=0, curves=False).model
+    rating = fit_rating_model(rating_model, data, split, seed, overrides)
+    ease = baselines.ease_scores(split.train, data.num_users, data.num_movies, ease_lambda)
+    return StageInputs(model_scores(retrieval), rating, ease, split, data)
+
+
+def rerank_sweep(
+    inputs: StageInputs, ns: Sequence[int] = CANDIDATE_COUNTS, weights: Sequence[float] = BLEND_WEIGHTS
+) -> pd.DataFrame:
+    """The blend ``(1 - w) z(retrieval) + w z(rating)`` for every N and weight: one row per (N, w).  ``w = 0`` is
+    stage one alone (its own order, the same for every N >= 10) and ``w = 1`` the rating model alone."""
+    rows = []
+    for n in ns:
+        retrieval = reranking.gather(inputs.retrieval, inputs.candidates(n))
+        rating = inputs.predicted_ratings(n)
+        for w in weights:
+            scores = inputs.pipeline(n, reranking.blend(retrieval, rating, w))
+            rows.append({"N": n, "w": w, **pipeline_measures(scores, inputs.split, inputs.data)})
+    return pd.DataFrame(rows)
+
+
+def learned_reranker(train_inputs: StageInputs, n: int, seed: int = 0, epochs: int = 30) -> reranking.LearnedReranker:
+    """The learned re-ranker fitted on ``train_inputs``' top n: positives are its split's held-out movies."""
+    features, _ = train_inputs.features(n)
+    labels = reranking.candidate_labels(
+        train_inputs.candidates(n), train_inputs.split.test, train_inputs.data.num_movies
+    )
+    return reranking.LearnedReranker(epochs=epochs, seed=seed).fit(features, labels)
+
+
+def learned_measures(ranker: reranking.LearnedReranker, inputs: StageInputs, n: int) -> dict[str, float]:
+    """The two-stage numbers of ``ranker`` re-ranking ``inputs``' top n."""
+    features, _ = inputs.features(n)
+    return pipeline_measures(inputs.pipeline(n, ranker.score(features)), inputs.split, inputs.data)
+
+
+def two_stage_rows(
+    inputs: StageInputs, ranker_inputs: StageInputs, blend: dict[str, Any], learned_n: int, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """The pipelines of the two-stage table on ``inputs``: stage one alone, (a) by predicted rating, (b) the chosen
+    blend, (c) the learned re-ranker trained on ``ranker_inputs`` (a validation fold's candidates)."""
+    n = blend["N"]
+    retrieval = reranking.gather(inputs.retrieval, inputs.candidates(n))
+    rating = inputs.predicted_ratings(n)
+    ranker = learned_reranker(ranker_inputs, learned_n, seed=seed)
+    return {
+        STAGE_ONE: pipeline_measures(inputs.pipeline(n, retrieval), inputs.split, inputs.data),
+        f"(a) by predicted rating, N = {n}": pipeline_measures(inputs.pipeline(n, rating), inputs.split, inputs.data),
+        f"(b) blend w = {blend['w']:g}, N = {n}": pipeline_measures(
+            inputs.pipeline(n, reranking.blend(retrieval, rating, blend["w"])), inputs.split, inputs.data
+        ),
+        f"(c) learned re-ranker, N = {learned_n}": learned_measures(ranker, inputs, learned_n),
+    }
+
+
+def run_two_stage(
+    data: MovieLens,
+    split: Split,
+    fold: Split,
+    seeds: Sequence[int],
+    blend: dict[str, Any] | None = None,
+    learned_n: int = LEARNED_N,
+    overrides: dict[str, Any] | None = None,
+    ns: Sequence[int] = CANDIDATE_COUNTS,
+    weights: Sequence[float] = BLEND_WEIGHTS,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, list[dict]], pd.DataFrame]:
+    """For each model seed: train the stages on ``split.train`` and on the validation ``fold``'s training part
+    (where the learned re-ranker learns), score every pipeline of ``two_stage_rows`` and the blend sweep on
+    ``split.test``.  Returns the runs per pipeline and the sweep's mean over seeds."""
+    blend = BLEND_CHOICE if blend is None else blend
+    runs: dict[str, list[dict]] = {}
+    sweeps = []
+    for seed in seeds:
+        start = time.perf_counter()
+        inputs, ranker_inputs = (stage_inputs(data, s, seed, overrides) for s in (split, fold))
+        for name, measures in two_stage_rows(inputs, ranker_inputs, blend, learned_n, seed).items():
+            runs.setdefault(name, []).append(measures)
+        sweeps.append(rerank_sweep(inputs, ns, weights))
+        log(
+            f"seed {seed}: "
+            + ", ".join(f"{n.split(',')[0]} {r[-1][HR]:.4f}" for n, r in runs.items())
+            + f"  ({time.perf_counter() - start:.0f} s)"
+        )
+    return runs, pd.concat(sweeps).groupby(["N", "w"]).mean().reset_index()
+
+
+def two_stage_target(summaries: dict[str, dict], goal: float = 0.19) -> pd.Series:
+    """Does the chosen pipeline (the blend) beat stage one alone on filtered HR@10 and NDCG@10, and reach ``goal``?"""
+    chosen = next(name for name in summaries if name.startswith("(b)"))
+
+    def mean(name, column):
+        return summaries[name][column]["mean"]
+
+    return pd.Series(
+        {
+            "pipeline": chosen,
+            f"stage one, {HR}": mean(STAGE_ONE, HR),
+            f"pipeline, {HR}": mean(chosen, HR),
+            "stage one, NDCG@10": mean(STAGE_ONE, "NDCG@10"),
+            "pipeline, NDCG@10": mean(chosen, "NDCG@10"),
+            "beats stage one on both": bool(
+                mean(chosen, HR) > mean(STAGE_ONE, HR) and mean(chosen, "NDCG@10") > mean(STAGE_ONE, "NDCG@10")
+            ),
+            f"{HR} >= {goal:g}": bool(mean(chosen, HR) >= goal),
+        }
+    )
+
+
+def plot_tradeoff(sweep: pd.DataFrame, title: str = ""):
+    """Filtered HR@10 and the mean test rating of the hits against the blend weight, one line per N: re-ranking
+    by predicted rating trades hits for better-liked hits."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for n, rows in sweep.groupby("N"):
+        for ax, column in zip(axes, (HR, "mean rating of hits"), strict=True):
+            ax.plot(rows["w"], rows[column], marker="o", label=f"N = {n}")
+    for ax, label in zip(axes, ("filtered hit rate @10", "mean test rating of the hits"), strict=True):
+        ax.set_xlabel("blend weight w (0: retrieval order, 1: predicted rating)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --- choosing on validation -------------------------------------------------------------------------------
+
+
+def cross_validate_rating(
+    config: ExperimentConfig, data: MovieLens, folds: Sequence[Split], cache_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """RMSE/MAE of a rating-model config on every validation fold (cached per config and fold) and their means."""
+    per_fold = tuning.cross_validate_measures(
+        config,
+        data,
+        folds,
+        lambda model, fold: rating_measure(model, fold, config.eval_batch_size),
+        MEASURE_NAME,
+        cache_dir,
+    )
+    return {"mean": {c: float(np.mean([f[c] for f in per_fold])) for c in per_fold[0]}, "folds": per_fold}
+
+
+def cross_validate_baseline(name: str, settings: dict[str, Any], data: MovieLens, folds: Sequence[Split]) -> dict:
+    """A baseline's RMSE/MAE on every validation fold (fold i with seed i) and their means."""
+    per_fold = [rating_measure(fit_baseline(name, data, f.train, seed=i, **settings), f) for i, f in enumerate(folds)]
+    return {"mean": {c: float(np.mean([f[c] for f in per_fold])) for c in per_fold[0]}, "folds": per_fold}
+
+
+def choose_blend(sweeps: Sequence[pd.DataFrame]) -> dict[str, Any]:
+    """The (N, w) with the best mean filtered HR@10 over the validation folds' sweeps (ties: the smaller w, N)."""
+    mean = pd.concat(sweeps).groupby(["N", "w"])[HR].mean().reset_index()
+    best = mean.sort_values([HR, "w", "N"], ascending=[False, True, True], kind="stable").iloc[0]
+    return {"N": int(best["N"]), "w": float(best["w"]), HR: float(best[HR])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from twotower_utils.config import ConfigError
+    from twotower_utils.data.movielens import DataUnavailableError
+    from twotower_utils.experiments.workflow import prepare
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--part", choices=("all", "rating", "two-stage"), default="all")
+    parser.add_argument("--seed", type=int, default=42, help="the report's split seed; fold i trains with seed+i")
+    parser.add_argument("--output-dir", type=Path, default=Path("results/ranking"))
+    parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
+    args = parser.parse_args(argv)
+    if not 2 <= args.folds <= 10:
+        parser.error(
+            f"--folds must be from 2 to 10 (the two stages train on one fold, judge on another), got {args.folds}"
+        )
+    base = rating_config(ExperimentConfig(seed=args.seed))
+    try:
+        data, split = prepare(base, args.data_dir)
+    except (ConfigError, DataUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    folds = tuning.validation_folds(split.train, args.folds)
+    start = time.perf_counter()
+    report: dict[str, Any] = {"command": sys.argv, "folds": args.folds, "base": base.to_dict()}
+    if args.part in ("all", "rating"):
+        report["rating"] = _tune_rating(base, data, folds, args.output_dir / "cache")
+    if args.part in ("all", "two-stage"):
+        report["two_stage"] = _tune_two_stage(data, folds[:2], args.seed)
+    report["seconds"] = time.perf_counter() - start
+    write_json_atomic(args.output_dir / "ranking_tuning.json", report)
+    print(f"wrote {args.output_dir}/ranking_tuning.json in {report['seconds']:.0f} s")
+    return 0
+
+
+def _tune_rating(base: ExperimentConfig, data: MovieLens, folds: Sequence[Split], cache: Path) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    print(f"1. rating baselines, mean RMSE over {len(folds)} validation folds")
+    for name, grid in BASELINE_GRID.items():
+        found[name] = {}
+        for settings in grid:
+            result = cross_validate_baseline(name, settings, data, folds)
+            found[name][json.dumps(settings)] = result
+            print(f"  {name:30s} {settings}: RMSE {result['mean'][RMSE]:.4f}", flush=True)
+    print(f"2. rating models, mean RMSE over {len(folds)} validation folds")
+    for name, (field, values) in VARIANT_GRID.items():
+        found[name] = {}
+        for value in values:
+            config = rating_config(base, **{**RATING_VARIANTS[name], field: value})
+            result = cross_validate_rating(config, data, folds, cache)
+            found[name][f"{field}={value:g}"] = result
+            print(f"  {name:36s} {field}={value:g}: RMSE {result['mean'][RMSE]:.4f}", flush=True)
+    print("best of each (mean validation RMSE):")
+    for name, results in found.items():
+        best = min(results, key=lambda key: results[key]["mean"][RMSE])
+        print(f"  {name:36s} {best}: {results[best]['mean'][RMSE]:.4f}")
+    return found
+
+
+def _tune_two_stage(data: MovieLens, folds: Sequence[Split], seed: int) -> dict[str, Any]:
+    print(f"3. two stages on {len(folds)} validation folds (stage one, rating model and EASE trained per fold)")
+    inputs = [stage_inputs(data, fold, seed + i) for i, fold in enumerate(folds)]
+    sweeps = [rerank_sweep(i) for i in inputs]
+    blend = choose_blend(sweeps)
+    print(f"  blend chosen: N = {blend['N']}, w = {blend['w']:g} (mean {HR} {blend[HR]:.4f})")
+    learned = {}
+    if len(inputs) >= 2:  # the re-ranker trains on one fold's candidates and is judged on the other's
+        for n in CANDIDATE_COUNTS:
+            scores = [
+                learned_measures(learned_reranker(inputs[a], n, seed), inputs[b], n)[HR] for a, b in ((0, 1), (1, 0))
+            ]
+            learned[n] = float(np.mean(scores))
+            print(f"  learned re-ranker, N = {n}: mean {HR} {learned[n]:.4f}", flush=True)
+    table = pd.concat(sweeps).groupby(["N", "w"]).mean().reset_index()
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    return {"blend": blend, "learned": learned, "sweep": table.to_dict(orient="records")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
