@@ -36,7 +36,7 @@ def test_the_two_stages_run_end_to_end(tiny_data, tiny_split):
         fold,
         [0],
         {"N": 10, "w": 0.5},
-        10,
+        {"N": 10, "layers": (4,)},
         FAST,
         ns=(5, 10),
         weights=(0.0, 0.5, 1.0),

@@ -140,7 +140,9 @@ class ExperimentConfig:
         if self.ranking_head == "none":
             changed = [n for n in RANKING_FIELDS if getattr(self, n) != defaults[n].default]
             if changed:
-                raise ConfigError(f"{', '.join(changed)}: only for the rating model (ranking_head='mf', 'mlp' or 'dcn')")
+                raise ConfigError(
+                    f"{', '.join(changed)}: only for the rating model (ranking_head='mf', 'mlp' or 'dcn')"
+                )
         else:
             changed = [n for n in RETRIEVAL_ONLY_FIELDS if getattr(self, n) != defaults[n].default]
             if changed:

@@ -12,7 +12,7 @@ Re-rankers (each returns ``[num_users + 1, N]`` scores for the candidates):
 * ``by_rating``: the rating model's predicted rating alone;
 * ``blend``: ``(1 - w) * z(retrieval score) + w * z(predicted rating)``, both standardised over each user's
   N candidates, so ``w = 0`` is stage one's own order and ``w = 1`` the rating order;
-* ``LearnedReranker``: a small network trained *for the retrieval objective* on stage-one candidates:
+* ``LearnedReranker``: a linear model or small network trained *for the retrieval objective* on stage-one candidates:
   the user's held-out movies among their N candidates are the positives, the other candidates the
   (hard) negatives, a listwise softmax loss over each user's list; its inputs are ``candidate_features``.
 """
@@ -107,16 +107,19 @@ def candidate_labels(candidate_ids: np.ndarray, held_out: pd.DataFrame, num_movi
 
 
 class LearnedReranker:
-    """A small MLP scoring each (user, candidate) from ``candidate_features``, trained with a listwise softmax
-    loss: for each user, ``-mean over positives of log softmax(scores over the user's N candidates)``.  Inputs
-    are standardised with the training lists' mean and spread.  Users without a positive are skipped."""
+    """A linear model or a small MLP (hidden ``layers``) scoring each (user, candidate) from ``candidate_features``,
+    trained with a listwise softmax loss: for each user, ``-mean over positives of log softmax(scores over the
+    user's N candidates)``.  Inputs are standardised with the training lists' mean and spread.  Users without a
+    positive are skipped."""
 
-    def __init__(self, layers: tuple[int, ...] = (32,), epochs: int = 30, learning_rate: float = 0.01, seed: int = 0):
+    def __init__(self, layers: tuple[int, ...] = (), epochs: int = 300, learning_rate: float = 0.03, seed: int = 0):
         self.layers, self.epochs, self.learning_rate, self.seed = tuple(layers), int(epochs), learning_rate, int(seed)
         self.network: tf.keras.Model | None = None
         self.mean = self.scale = None
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, batch_users: int = 64) -> LearnedReranker:
+    def fit(self, features: np.ndarray, labels: np.ndarray, batch_users: int | None = None) -> LearnedReranker:
+        """Fit on ``[users, N, F]`` features and ``[users, N]`` 0/1 labels; by default full-batch (every list in
+        each step, ``epochs`` steps), so the linear model converges to its one optimum whatever the seed."""
         keep = labels.sum(axis=1) > 0
         if not keep.any():
             raise ValueError("no user has a held-out movie among the candidates: nothing to learn from")
@@ -132,7 +135,7 @@ class LearnedReranker:
         self.network = tf.keras.Model(inputs, outputs)
         self.network.compile(optimizer=tf.keras.optimizers.Adam(self.learning_rate), loss=listwise_softmax_loss)
         data = tf.data.Dataset.from_tensor_slices(((x - self.mean) / self.scale, y))
-        data = data.shuffle(len(x), seed=self.seed).batch(batch_users)
+        data = data.shuffle(len(x), seed=self.seed).batch(batch_users or len(x))
         self.network.fit(data, epochs=self.epochs, verbose=0)
         return self
 
