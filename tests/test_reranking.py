@@ -56,13 +56,15 @@ def test_standardise_rows():
 
 def test_candidate_features_and_labels():
     ids = np.array([[1, 2], [3, 1]])
-    matrices = {"retrieval score": np.array([[0, 0, 0, 0], [0, 2.0, 1.0, 5.0]])}
+    matrix = np.array([[0, 0, 0, 0], [0, 2.0, 1.0, 5.0]])
     train = pd.DataFrame({"user_idx": [1, 1, 1], "movie_idx": [1, 1, 2]})
-    features, names = reranking.candidate_features(ids, matrices, train)
+    features, names = reranking.candidate_features(ids, {"retrieval score": reranking.gather(matrix, ids)}, train)
     assert features.shape == (2, 2, len(names)) and names[0] == "retrieval score"
     np.testing.assert_allclose(features[1, :, 0], [5.0, 2.0])  # user 1's candidates 3 and 1
     np.testing.assert_allclose(features[1, :, 1], [1.0, -1.0])  # standardised within the list
     np.testing.assert_allclose(features[1, :, names.index("movie popularity, log(1 + n)")], np.log1p([0, 2]))
+    with pytest.raises(ValueError, match="scores for"):
+        reranking.candidate_features(ids, {"bad": matrix}, train)
     held_out = pd.DataFrame({"user_idx": [1], "movie_idx": [1]})
     assert reranking.candidate_labels(ids, held_out, num_movies=3).tolist() == [[0, 0], [0, 1]]
 

@@ -16,7 +16,7 @@ from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.data.splits import Split
 from twotower_utils.evaluation.counting import metric_name, topk_accuracy
 from twotower_utils.models.multitask import build_multitask_model
-from twotower_utils.models.ranking import build_rating_model
+from twotower_utils.models.ranking import RatingModel, build_rating_model
 from twotower_utils.models.two_tower import TwoTowerModel, build_model
 
 
@@ -52,7 +52,7 @@ class TopKCurves(tf.keras.callbacks.Callback):
 
 @dataclass
 class TrainingResult:
-    model: TwoTowerModel
+    model: TwoTowerModel | RatingModel
     history: pd.DataFrame
     seconds: float  # the whole fit, curves included
     curve_seconds: float = 0.0  # of which spent computing the per-epoch top-k curves
@@ -61,7 +61,9 @@ class TrainingResult:
         return float(self.history[metric_name(k, "val_" if test else "")].iloc[-1])
 
 
-def build_for(config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None) -> TwoTowerModel:
+def build_for(
+    config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None
+) -> TwoTowerModel | RatingModel:
     """The model a config asks for: the two-tower (``two_tower.build_model``), with ``rating_task`` the
     multitask model (``multitask.build_multitask_model``), with a ``ranking_head`` the rating model
     (``ranking.build_rating_model``)."""

@@ -302,8 +302,7 @@ def cross_validate_point(
     per_fold = tuning.cross_validate_measures(
         config, data, folds, lambda model, fold: measure(model, fold, config.eval_batch_size), MEASURE_NAME, cache_dir
     )
-    means = {column: float(np.mean([f[column] for f in per_fold])) for column in per_fold[0]}
-    return {"mean": means, "folds": per_fold}
+    return tuning.fold_summary(per_fold)
 
 
 def lowest_rmse(results: dict[str, dict]) -> str:

@@ -118,6 +118,11 @@ def cross_validate_measures(
     return _per_fold(config, data, folds, name, cache_dir, "measures", compute)
 
 
+def fold_summary(per_fold: list[dict[str, float]]) -> dict[str, Any]:
+    """Several numbers per fold -> ``{"mean": {number: mean over folds}, "folds": per_fold}``."""
+    return {"mean": {c: float(np.mean([f[c] for f in per_fold])) for c in per_fold[0]}, "folds": per_fold}
+
+
 def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, compute) -> list:
     """``compute(config with seed + fold, fold)`` on every fold, each result cached as ``field`` of a JSON file."""
     results = []

@@ -78,17 +78,19 @@ def blend(retrieval: np.ndarray, rating: np.ndarray, weight: float) -> np.ndarra
 
 
 def candidate_features(
-    candidate_ids: np.ndarray, matrices: Mapping[str, np.ndarray], train: pd.DataFrame
+    candidate_ids: np.ndarray, scores: Mapping[str, np.ndarray], train: pd.DataFrame
 ) -> tuple[np.ndarray, list[str]]:
     """``[num_users + 1, N, F]`` inputs of the learned re-ranker and their names.
 
-    For each named score matrix (retrieval, predicted rating, EASE ...): the candidate's raw score and its
-    standardised score within the user's list; then stage one's rank (``log(1 + rank)``), the movie's
-    popularity (``log(1 + training ratings)``) and the user's activity (``log(1 + training ratings)``)."""
+    For each named ``[num_users + 1, N]`` score of the candidates (retrieval, predicted rating, EASE ...): the raw
+    score and the score standardised within the user's list; then stage one's rank (``log(1 + rank)``), the
+    movie's popularity (``log(1 + training ratings)``) and the user's activity (``log(1 + training ratings)``)."""
     n = candidate_ids.shape[1]
     columns, names = [], []
-    for name, matrix in matrices.items():
-        values = gather(matrix, candidate_ids).astype(np.float64)
+    for name, values in scores.items():
+        if values.shape != candidate_ids.shape:
+            raise ValueError(f"{name}: {values.shape} scores for {candidate_ids.shape} candidates")
+        values = values.astype(np.float64)
         columns += [values, standardise(values)]
         names += [name, f"{name} (standardised)"]
     movie_counts = np.bincount(train["movie_idx"].to_numpy(), minlength=int(candidate_ids.max()) + 1)
