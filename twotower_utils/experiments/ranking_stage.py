@@ -253,9 +253,9 @@ STAGE_ONE = "stage one alone (best two-tower)"
 CHOSEN_PIPELINE = "(c)"
 
 
-def pipeline_measures(scores: np.ndarray, split: Split, data: MovieLens) -> dict[str, float]:
-    """The two-stage table's numbers for one score matrix (filtered: the user's training movies left out)."""
-    seen = seen_matrix(split.train, data.num_users, data.num_movies)
+def pipeline_measures(scores: np.ndarray, split: Split, seen: np.ndarray) -> dict[str, float]:
+    """The two-stage table's numbers for one score matrix (filtered: ``seen``, the user's training movies, left
+    out)."""
     ranking = ranking_metrics(scores, split.test, [10], exclude=seen)
     graded = graded_metrics(scores, split.test, 10, exclude=seen)
     return {
@@ -336,7 +336,7 @@ def rerank_sweep(
         rating = inputs.predicted_ratings(n)
         for w in weights:
             scores = inputs.pipeline(n, reranking.blend(retrieval, rating, w))
-            rows.append({"N": n, "w": w, **pipeline_measures(scores, inputs.split, inputs.data)})
+            rows.append({"N": n, "w": w, **pipeline_measures(scores, inputs.split, inputs.seen)})
     return pd.DataFrame(rows)
 
 
@@ -355,7 +355,7 @@ def learned_reranker(
 def learned_measures(ranker: reranking.LearnedReranker, inputs: StageInputs, n: int) -> dict[str, float]:
     """The two-stage numbers of ``ranker`` re-ranking ``inputs``' top n."""
     features, _ = inputs.features(n)
-    return pipeline_measures(inputs.pipeline(n, ranker.score(features)), inputs.split, inputs.data)
+    return pipeline_measures(inputs.pipeline(n, ranker.score(features)), inputs.split, inputs.seen)
 
 
 def two_stage_rows(
@@ -369,10 +369,10 @@ def two_stage_rows(
     learned_n = learned["N"]
     ranker = learned_reranker(ranker_inputs, learned_n, seed=seed, layers=tuple(learned["layers"]))
     return {
-        STAGE_ONE: pipeline_measures(inputs.pipeline(n, retrieval), inputs.split, inputs.data),
-        f"(a) by predicted rating, N = {n}": pipeline_measures(inputs.pipeline(n, rating), inputs.split, inputs.data),
+        STAGE_ONE: pipeline_measures(inputs.pipeline(n, retrieval), inputs.split, inputs.seen),
+        f"(a) by predicted rating, N = {n}": pipeline_measures(inputs.pipeline(n, rating), inputs.split, inputs.seen),
         f"(b) blend w = {blend['w']:g}, N = {n}": pipeline_measures(
-            inputs.pipeline(n, reranking.blend(retrieval, rating, blend["w"])), inputs.split, inputs.data
+            inputs.pipeline(n, reranking.blend(retrieval, rating, blend["w"])), inputs.split, inputs.seen
         ),
         f"(c) learned re-ranker, N = {learned_n}": learned_measures(ranker, inputs, learned_n),
     }

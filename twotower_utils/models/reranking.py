@@ -26,23 +26,16 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils.evaluation.counting import seen_matrix
+from twotower_utils.evaluation.metrics import top_k_lists
 
 
 def candidates(scores: np.ndarray, exclude: np.ndarray | None, n: int) -> np.ndarray:
     """``[num_users + 1, n]`` movie ids: each user's n best movies by ``scores``, best first, ``exclude``d
-    movies (the user's training movies) left out; ties: the lower movie id first.  Row 0 is unused."""
-    rows = scores[:, 1:].astype(np.float64).copy()
-    if not 1 <= n <= rows.shape[1]:
-        raise ValueError(f"n must be from 1 to the catalogue's {rows.shape[1]} movies, got {n}")
-    if exclude is not None:
-        rows[exclude[:, 1:]] = -np.inf
-    if n < rows.shape[1]:
-        top = np.argpartition(-rows, n - 1, axis=1)[:, :n]
-    else:
-        top = np.tile(np.arange(rows.shape[1]), (len(rows), 1))
-    picked = np.take_along_axis(rows, top, axis=1)
-    order = np.lexsort((top, -picked), axis=1)
-    return np.take_along_axis(top, order, axis=1) + 1
+    movies (the user's training movies) left out; ties: the lower movie id first.  Row 0 is unused.
+    (``metrics.top_k_lists`` of every row, with the catalogue's bound checked.)"""
+    if not 1 <= n <= scores.shape[1] - 1:
+        raise ValueError(f"n must be from 1 to the catalogue's {scores.shape[1] - 1} movies, got {n}")
+    return top_k_lists(scores, n, exclude)
 
 
 def gather(matrix: np.ndarray, candidate_ids: np.ndarray) -> np.ndarray:
