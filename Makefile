@@ -1,61 +1,95 @@
-# twotower: `make setup` once, then `make run-notebooks`; `make test` runs the tests.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# twotower: `make setup` once, then `make run-notebooks`; `make test` runs the tests; `make help` lists every target.
+# Python 3.11 (the tested default), 3.12 or 3.13: `make setup PYTHON=python3.12` (a .venv of another Python is rebuilt).
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+# The Python of an existing .venv stays the default, so `make test` after `make setup PYTHON=python3.12` keeps 3.12.
+VENV_PYTHON := $(shell cat $(VENV)/.python-version 2>/dev/null)
+PYTHON ?= $(shell command -v python$(or $(VENV_PYTHON),3.11) || command -v python3)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 KERNEL ?= twotower
 OUTPUT_DIR ?= results
 
-# Notebook parameters, e.g. `make run-notebooks EMBEDDING_DIM=64 EPOCHS=3`
+# Notebook parameters, e.g. `make run-notebooks EMBEDDING_DIM=64 EPOCHS=3`, or any parameter of the notebooks'
+# parameters cells with PARAMS="seeds=1 best_epochs=5"; the runner refuses names no notebook has.
 EMBEDDING_DIM ?=
 EPOCHS ?=
 LEARNING_RATE ?=
 BATCH_SIZE ?=
 SEED ?=
-PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS),-p epochs=$(EPOCHS)) \
+PARAMS ?=
+RUN_PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS),-p epochs=$(EPOCHS)) \
          $(if $(LEARNING_RATE),-p learning_rate=$(LEARNING_RATE)) $(if $(BATCH_SIZE),-p batch_size=$(BATCH_SIZE)) \
-         $(if $(SEED),-p seed=$(SEED))
+         $(if $(SEED),-p seed=$(SEED)) $(foreach p,$(PARAMS),-p $(p))
+
+# Variables this Makefile reads from the command line; any other `make X=...` is a typo and stops here.
+KNOWN_VARIABLES = PYTHON VENV KERNEL OUTPUT_DIR EMBEDDING_DIM EPOCHS LEARNING_RATE BATCH_SIZE SEED PARAMS DIMS SEEDS \
+         SWEEP_DIR FOLDS GRID INDEX FROM EXPORT_DIR K USER CATALOGUES MT_FOLDS RK_FOLDS LAB_PORT
+COMMAND_LINE_VARIABLES = $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+UNKNOWN_VARIABLES = $(filter-out $(KNOWN_VARIABLES),$(COMMAND_LINE_VARIABLES))
+ifneq ($(strip $(UNKNOWN_VARIABLES)),)
+$(error unknown variable(s) $(UNKNOWN_VARIABLES); this Makefile reads $(KNOWN_VARIABLES) (notebook parameters: PARAMS="name=value ..."))
+endif
 
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving multitask-tune ranking-tune clean
+.PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
+        multitask-tune ranking-tune clean
 
-all: setup run-notebooks
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "variables: $(KNOWN_VARIABLES)"
 
-setup: $(VENV)/.installed
+all: setup run-notebooks ## setup, then run every notebook
 
-$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+setup: $(VENV)/.installed-$(or $(PYTHON_VERSION),none) ## create .venv with the pinned stack, the package and the twotower kernel
+
+$(VENV)/.installed-%: requirements.txt constraints.txt pyproject.toml jupyter/overrides.json
+	@test "$*" != none || { echo "error: '$(PYTHON)' does not run as Python; use e.g. make setup PYTHON=python3.12" >&2; exit 1; }
+	@case "$*" in 3.11|3.12|3.13) ;; *) echo "error: twotower supports Python 3.11 to 3.13; $(PYTHON) is $*" >&2; exit 1;; esac
+	@if test -x $(BIN)/python && test "$$(cat $(VENV)/.python-version 2>/dev/null)" != "$*"; then \
+		echo "rebuilding $(VENV) for Python $*"; rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (twotower)" \
 		--env TF_USE_LEGACY_KERAS 1 --env TF_CPP_MIN_LOG_LEVEL 2
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	echo $* > $(VENV)/.python-version
 	touch $@
 
-run-notebooks: setup
-	$(BIN)/python -m twotower_utils run --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(PARAMS)
+run-notebooks: setup ## run the numbered notebooks headless into results/ (EMBEDDING_DIM=, EPOCHS=, PARAMS=...)
+	$(BIN)/python -m twotower_utils run --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(RUN_PARAMS)
 
-test: setup
+test: setup ## run the tests (unit tests and the notebooks' smoke run; needs TFDS_DATA_DIR)
 	$(BIN)/python -m pytest
 
-lint: setup
+test-browser: setup ## drive notebook 05's panel in JupyterLab with headless Chromium (screenshots in results/browser)
+	$(BIN)/python -m pip install --quiet -c constraints.txt playwright
+	$(BIN)/python -m pytest -m browser -p no:cacheprovider tests/test_browser.py --screenshots $(OUTPUT_DIR)/browser
+
+lint: setup ## ruff: lint everything and check the formatting (notebooks included) and that notebooks carry no outputs
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m twotower_utils.notebook.hygiene notebooks/*.ipynb
 
-format: setup
-	$(BIN)/ruff format twotower_utils tests benchmarks
+format: setup ## ruff format everything (notebooks included)
+	$(BIN)/ruff format .
 
-bench: setup
+bench: setup ## training speed: the TFRS tutorial's loop vs the package's, printed and in results/bench
 	$(BIN)/python benchmarks/bench_training.py --output $(OUTPUT_DIR)/bench/training.json
 
-lab: setup
-	$(BIN)/jupyter lab notebooks/
+LAB_PORT ?= 8888
+lab: setup ## JupyterLab on the notebooks, with the twotower kernel (no news pop-up)
+	$(BIN)/jupyter lab --port $(LAB_PORT) --KernelManager.transport=ipc notebooks/
 
 # Embedding-dimension sweep (notebook 05): cached per (dim, seed, config), a rerun only trains what is missing.
 DIMS  ?= 8 16 32 64 128 256
 SEEDS ?=
 SWEEP_DIR ?= $(OUTPUT_DIR)/sweep
-sweep: setup
+sweep: setup ## embedding-dimension sweep of notebook 05, cached (DIMS=, SEEDS=, EPOCHS=)
 	$(BIN)/python -m twotower_utils sweep --dims $(DIMS) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 		$(if $(LEARNING_RATE),--learning-rate $(LEARNING_RATE)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 		--output-dir $(SWEEP_DIR)
@@ -63,7 +97,7 @@ sweep: setup
 # k-fold validation of the two-tower switches (notebook 06's choices), cached per (config, fold).
 FOLDS ?= 5
 GRID  ?=
-tune: setup
+tune: setup ## k-fold validation of notebook 06's switches, cached (FOLDS=, GRID=)
 	$(BIN)/python -m twotower_utils tune --folds $(FOLDS) $(if $(GRID),--grid $(GRID)) --output-dir $(OUTPUT_DIR)/tuning
 
 # Export a SavedModel for TF Serving (default: notebook 06's best two-tower, trained once into $(OUTPUT_DIR)/serving;
@@ -71,32 +105,32 @@ tune: setup
 INDEX ?= exact
 FROM ?=
 EXPORT_DIR ?= $(OUTPUT_DIR)/export/twotower$(if $(filter scann,$(INDEX)),_scann)
-export: setup
+export: setup ## export the best two-tower as a SavedModel for TF Serving (INDEX=exact|scann, FROM=)
 	$(BIN)/python -m twotower_utils export --output-dir $(OUTPUT_DIR) --export-dir $(EXPORT_DIR) --index $(INDEX) \
 		$(if $(FROM),--from $(FROM))
 
 # Recommendations from the export: `make recommend USER=42 K=10` (USER only from the command line, not your login).
 K ?= 10
 RECOMMEND_USER = $(if $(filter command line,$(origin USER)),$(USER),42)
-recommend: setup
+recommend: setup ## top-K movies for a user from the export (USER=42 K=10)
 	$(BIN)/python -m twotower_utils recommend --model $(EXPORT_DIR) --user $(RECOMMEND_USER) --k $(K)
 
 # Serving benchmark: the export's latency, then exact vs ScaNN on synthetic catalogues of CATALOGUES candidates.
 CATALOGUES ?= 1000000 10000000
-bench-serving: setup
+bench-serving: setup ## serving latency, exact vs ScaNN on synthetic catalogues (CATALOGUES=)
 	test -e $(EXPORT_DIR) || $(MAKE) export EXPORT_DIR=$(EXPORT_DIR)
 	$(BIN)/python benchmarks/bench_serving.py --model $(EXPORT_DIR) --catalogues $(CATALOGUES) \
 		--output $(OUTPUT_DIR)/bench/serving.json
 
 # Notebook 08's validation choices: the rating head (rating-only RMSE), then the joint task weights; cached per fold.
 MT_FOLDS ?= 3
-multitask-tune: setup
+multitask-tune: setup ## notebook 08's validation choices (MT_FOLDS=)
 	$(BIN)/python -m twotower_utils multitask --folds $(MT_FOLDS) --output-dir $(OUTPUT_DIR)/multitask
 
 # Notebook 07's validation choices: rating baselines and models, then the two stages' N and blend weight; cached per fold.
 RK_FOLDS ?= 3
-ranking-tune: setup
+ranking-tune: setup ## notebook 07's validation choices (RK_FOLDS=)
 	$(BIN)/python -m twotower_utils ranking --folds $(RK_FOLDS) --output-dir $(OUTPUT_DIR)/ranking
 
-clean:
+clean: ## remove results/ and pytest's cache
 	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -258,10 +258,12 @@ def main(argv: list[str] | None = None) -> int:
         import numpy as np
 
         np.savez(vectors, movies=movies, users=users)
-        for size in sorted(args.catalogues):
+        from twotower_utils.runtime import progress, say
+
+        for size in progress(sorted(args.catalogues), desc="catalogues", unit="catalogue"):
             if size < len(movies):
                 parser.error(f"a catalogue needs at least the export's {len(movies)} movies, got {size}")
-            print(f"part 2: {size:,} candidates ...", flush=True)
+            say(f"part 2: {size:,} candidates ...")
             catalogues.append(_child(size, vectors, args))
     summary = {
         "export": export,

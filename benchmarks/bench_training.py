@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import twotower_utils  # noqa: F401
+    from twotower_utils.runtime import progress, say
 
     results = {}
-    for variant in args.variants:
-        print(f"running {NAMES[variant]} ...", flush=True)
+    for variant in progress(args.variants, desc="variants", unit="variant"):
+        say(f"running {NAMES[variant]} ...")
         results[variant] = _child(variant, args.epochs)
     peak = measured_peak_gflops()
     for figures in results.values():

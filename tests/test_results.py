@@ -56,3 +56,78 @@ def test_load_or_train_reuses_a_model_saved_before_the_multitask_fields(tmp_path
         del saved["config"][name]  # as written before issue 10
     path.write_text(json.dumps(saved))
     assert load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)[1]
+
+
+def _write_sections(output_dir: str, prefix: str, count: int) -> None:
+    for index in range(count):
+        record_metrics(output_dir, f"{prefix}{index}", {"value": index})
+
+
+def test_parallel_writers_lose_no_section(tmp_path):
+    """Two processes updating one metrics.json at once (say make run-notebooks and make sweep)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_sections, args=(str(tmp_path), prefix, 40)) for prefix in "ab"]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+        assert writer.exitcode == 0
+    assert read_metrics(tmp_path) == {f"{p}{i}": {"value": i} for p in "ab" for i in range(40)}
+
+
+def test_without_the_lock_parallel_writers_do_lose_sections(tmp_path, monkeypatch):
+    """The test above can fail: the same two writers drop sections when the lock is a no-op."""
+    import contextlib
+    import threading
+
+    import twotower_utils.results as results
+
+    monkeypatch.setattr(results, "file_lock", lambda path: contextlib.nullcontext())
+    both_read = threading.Barrier(2)
+    real_read = results.read_json
+
+    def slow_read(path, default=None):
+        content = real_read(path, default)
+        both_read.wait(5)  # each writer reads before either writes: a lost update
+        return content
+
+    monkeypatch.setattr(results, "read_json", slow_read)
+    threads = [threading.Thread(target=record_metrics, args=(tmp_path, name, {"v": 1})) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(real_read(tmp_path / "metrics.json", {})) == 1
+
+
+def test_unreadable_metrics_are_moved_aside_and_rebuilt(tmp_path):
+    import pytest
+
+    from twotower_utils.results import UnreadableFileWarning
+
+    (tmp_path / "metrics.json").write_text('{"01_data": {"ratings": 100')  # truncated
+    with pytest.warns(UnreadableFileWarning, match="moved it aside"):
+        assert read_metrics(tmp_path) == {}
+    aside = list(tmp_path.glob("metrics.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text().startswith('{"01_data"')
+    record_metrics(tmp_path, "b", {"y": 2})
+    assert read_metrics(tmp_path) == {"b": {"y": 2}}
+    (tmp_path / "metrics.json").write_text("[1, 2]")  # valid JSON, not a dict of sections
+    with pytest.warns(UnreadableFileWarning):
+        record_metrics(tmp_path, "c", {"z": 3})
+    assert read_metrics(tmp_path) == {"c": {"z": 3}}
+
+
+def test_an_unreadable_saved_config_means_retrain(tmp_path, tiny_data, tiny_split, tiny_config):
+    import pytest
+
+    from twotower_utils.results import UnreadableFileWarning
+
+    load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)
+    (tmp_path / "model" / "config.json").write_bytes(b"\xff\xfe not json")
+    with pytest.warns(UnreadableFileWarning):
+        _, loaded = load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)
+    assert loaded is False
+    assert load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)[1]

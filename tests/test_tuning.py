@@ -38,6 +38,22 @@ def test_cross_validate_scores_each_fold_and_reuses_the_cache(tiny_data, tiny_sp
         tuning.cross_validate(quick.replace(learning_rate=0.1), tiny_data, folds, k=5, cache_dir=tmp_path)
 
 
+def test_a_corrupt_cache_file_is_recomputed_not_a_crash(tiny_data, tiny_split, quick, tmp_path, monkeypatch):
+    from twotower_utils.results import UnreadableFileWarning
+
+    folds = tuning.validation_folds(tiny_split.train, folds=2, fraction=0.2)
+    scores = tuning.cross_validate(quick, tiny_data, folds, k=5, cache_dir=tmp_path)
+    fold0 = next(tmp_path.glob("fold0-*.json"))
+    fold0.write_text(fold0.read_text()[:20])  # as if cut short by a full disk
+    trained = []
+    real = tuning.fold_hit_rate
+    monkeypatch.setattr(tuning, "fold_hit_rate", lambda *a, **k: trained.append(1) or real(*a, **k))
+    with pytest.warns(UnreadableFileWarning, match="moved it aside"):
+        again = tuning.cross_validate(quick, tiny_data, folds, k=5, cache_dir=tmp_path)
+    assert again == scores and len(trained) == 1  # only the unreadable fold is trained again
+    assert len(list(tmp_path.glob("fold0-*.json.corrupt-*"))) == 1
+
+
 def test_cross_validate_ease_gives_one_score_per_fold_and_lambda(tiny_data, tiny_split):
     folds = tuning.validation_folds(tiny_split.train, folds=2, fraction=0.2)
     found = tuning.cross_validate_ease(tiny_data, folds, lambdas=(1.0, 10.0), k=5)

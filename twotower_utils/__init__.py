@@ -21,6 +21,8 @@ at first import from ``TF_USE_LEGACY_KERAS``, so this package sets it before any
 imports TensorFlow (tensorflow_datasets imports TensorFlow too).
 """
 
+import importlib.abc
+import importlib.util
 import os
 import sys
 
@@ -36,6 +38,35 @@ if "tensorflow" in sys.modules:  # imported before us: check it picked Keras 2
             "TF_USE_LEGACY_KERAS=1 before the first TensorFlow import (the 'twotower' "
             "Jupyter kernel does this), or import twotower_utils first."
         )
+
+
+class _QuietTensorFlowStart(importlib.abc.MetaPathFinder):
+    """When TensorFlow is first imported, filter its start-up noise (``runtime.quiet_device_scan``)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # find the real module with the other finders
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                from twotower_utils.runtime import quiet_device_scan
+
+                quiet_device_scan()
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+if "tensorflow" in sys.modules:
+    from twotower_utils.runtime import quiet_device_scan  # noqa: E402
+
+    quiet_device_scan()
+elif not any(isinstance(finder, _QuietTensorFlowStart) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _QuietTensorFlowStart())
 
 from twotower_utils.config import ConfigError, ExperimentConfig  # noqa: E402
 

@@ -15,6 +15,7 @@ from twotower_utils.data.splits import Split, make_split, validation_split
 from twotower_utils.evaluation import baselines
 from twotower_utils.evaluation.counting import filtered_topk_accuracy
 from twotower_utils.evaluation.metrics import evaluate_scores, model_scores
+from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
 
 # Chosen by 5-fold validation inside the training data (`make tune`, tuning.py), never on test.
@@ -95,7 +96,7 @@ def measure_scores(scores: np.ndarray, data: MovieLens, split: Split, ks: Sequen
 def measure_two_tower(config: ExperimentConfig, data: MovieLens, split: Split, seeds: Sequence[int], ks) -> list[dict]:
     """Train once per model seed (the split stays fixed) and evaluate each model."""
     runs = []
-    for seed in seeds:
+    for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
         result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
         runs.append({**measure_scores(model_scores(result.model), data, split, ks), "seconds": result.seconds})
     return runs
@@ -189,7 +190,7 @@ def temporal_comparison(
     seeds: Sequence[int],
     ks: Sequence[int],
     train_fraction: float = 0.8,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> dict[str, dict]:
     """Most-popular, EASE and ``models`` on the two time-respecting splits (leave-latest-out and the
     global time cut).  On the time cut only users with training ratings are scored (an id tower cannot

@@ -33,6 +33,7 @@ from twotower_utils.evaluation.rating import rating_metrics
 from twotower_utils.experiments import comparison, tuning
 from twotower_utils.models.multitask import build_multitask_model
 from twotower_utils.results import write_json_atomic
+from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
 
 PROG = "python -m twotower_utils multitask"
@@ -141,7 +142,7 @@ def run_point(
 ) -> tuple[list[dict[str, float]], pd.DataFrame]:
     """Train ``config`` once per model seed and measure each model; also the first seed's history."""
     runs, first_history = [], None
-    for seed in seeds:
+    for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
         result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
         runs.append({**measure(result.model, split, config.eval_batch_size), "seconds": result.seconds})
         if first_history is None:
@@ -155,7 +156,7 @@ def run_sweep(
     data: MovieLens,
     split: Split,
     seeds: Sequence[int],
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> tuple[dict[str, list[dict]], dict[str, pd.DataFrame]]:
     """Every point of the sweep on ``split``, ``len(seeds)`` models each: runs and first-seed histories."""
     runs, histories = {}, {}

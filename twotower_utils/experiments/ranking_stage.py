@@ -39,6 +39,7 @@ from twotower_utils.experiments import comparison, multitask_sweep, tuning
 from twotower_utils.models import rating_baselines, reranking
 from twotower_utils.models.ranking import RatingBlend
 from twotower_utils.results import write_json_atomic
+from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
 
 PROG = "python -m twotower_utils ranking"
@@ -159,13 +160,16 @@ def run_rating_models(
     split: Split,
     seeds: Sequence[int],
     overrides: dict[str, Any] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> dict[str, list[dict]]:
     """Every named model (baselines, variants, the multitask model), once per model seed, scored on ``split.test``."""
     runs: dict[str, list[dict]] = {}
     for name in names:
         start = time.perf_counter()
-        runs[name] = [rating_measure(fit_rating_model(name, data, split, seed, overrides), split) for seed in seeds]
+        runs[name] = [
+            rating_measure(fit_rating_model(name, data, split, seed, overrides), split)
+            for seed in progress(seeds, desc=name, unit="seed", leave=False)
+        ]
         log(f"{name:45s} RMSE {np.mean([r[RMSE] for r in runs[name]]):.4f}  ({time.perf_counter() - start:.0f} s)")
     return runs
 
@@ -217,13 +221,13 @@ def run_ensemble(
     fold: Split,
     seeds: Sequence[int],
     overrides: dict[str, Any] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> tuple[list[dict], list[list[float]]]:
     """For each seed: fit the blend on the validation ``fold`` (members trained on ``fold.train``, predicting
     ``fold.test``), then apply its weights to the members trained on the whole ``split.train``, predicting
     ``split.test``.  Returns the runs and each seed's blend weights (intercept first)."""
     runs, weights = [], []
-    for seed in seeds:
+    for seed in progress(seeds, desc="blend seeds", unit="seed", leave=False):
         start = time.perf_counter()
         blend = RatingBlend().fit(member_predictions(members, data, fold, seed, fold.test, overrides), fold.test)
         test_predictions = member_predictions(members, data, split, seed, split.test, overrides)
@@ -388,7 +392,7 @@ def run_two_stage(
     overrides: dict[str, Any] | None = None,
     ns: Sequence[int] = CANDIDATE_COUNTS,
     weights: Sequence[float] = BLEND_WEIGHTS,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> tuple[dict[str, list[dict]], pd.DataFrame]:
     """For each model seed: train the stages on ``split.train`` and on the validation ``fold``'s training part
     (where the learned re-ranker learns), score every pipeline of ``two_stage_rows`` and the blend sweep on
@@ -397,7 +401,7 @@ def run_two_stage(
     learned = LEARNED_CHOICE if learned is None else learned
     runs: dict[str, list[dict]] = {}
     sweeps = []
-    for seed in seeds:
+    for seed in progress(seeds, desc="two-stage seeds", unit="seed", leave=False):
         start = time.perf_counter()
         inputs, ranker_inputs = (stage_inputs(data, s, seed, overrides) for s in (split, fold))
         for name, measures in two_stage_rows(inputs, ranker_inputs, blend, learned, seed).items():

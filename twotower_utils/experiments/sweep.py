@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -34,7 +35,8 @@ from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import Split, validation_split
 from twotower_utils.evaluation.counting import filtered_topk_accuracy, topk_accuracy
 from twotower_utils.models.two_tower import parameter_counts
-from twotower_utils.results import write_json_atomic
+from twotower_utils.results import read_json, write_json_atomic
+from twotower_utils.runtime import progress, say
 from twotower_utils.training import TrainingResult, train
 
 PROG = "python -m twotower_utils sweep"
@@ -202,7 +204,7 @@ def run_sweep(
     seeds: Sequence[int] | None = None,
     cache_dir: str | Path | None = None,
     validation_fraction: float | None = DEFAULT_VALIDATION_FRACTION,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> pd.DataFrame:
     """Run (or read from the cache) every (dimension, seed); one summary row per run.
 
@@ -217,24 +219,23 @@ def run_sweep(
     digest = config_hash(base_config, fingerprint, validation_fraction)
     records, computed, reused = [], 0, 0
     start = time.perf_counter()
-    for dim in dims:
-        for seed in seeds:
-            config = base_config.replace(embedding_dim=int(dim), seed=int(seed))
-            path = cache_path(Path(cache_dir), dim, seed, digest) if cache_dir is not None else None
-            if path is not None and path.exists():
-                record = json.loads(path.read_text())
-                reused += 1
-                log(f"dim {dim:>4} seed {seed}: cached ({path.name})")
-            else:
-                log(f"dim {dim:>4} seed {seed}: training ...")
-                record, _ = run_one(config, data, split, validation)
-                record["config_hash"] = digest
-                record["cache_key"] = cache_key(config, fingerprint, validation_fraction)
-                computed += 1
-                if path is not None:
-                    write_json_atomic(path, record)
-                log(f"dim {dim:>4} seed {seed}: done in {record['wall_seconds']:.1f} s")
-            records.append(record)
+    for dim, seed in progress(list(itertools.product(dims, seeds)), desc="sweep", unit="run"):
+        config = base_config.replace(embedding_dim=int(dim), seed=int(seed))
+        path = cache_path(Path(cache_dir), dim, seed, digest) if cache_dir is not None else None
+        record = read_json(path) if path is not None else None
+        if record is not None:
+            reused += 1
+            log(f"dim {dim:>4} seed {seed}: cached ({path.name})")
+        else:
+            log(f"dim {dim:>4} seed {seed}: training ...")
+            record, _ = run_one(config, data, split, validation)
+            record["config_hash"] = digest
+            record["cache_key"] = cache_key(config, fingerprint, validation_fraction)
+            computed += 1
+            if path is not None:
+                write_json_atomic(path, record)
+            log(f"dim {dim:>4} seed {seed}: done in {record['wall_seconds']:.1f} s")
+        records.append(record)
     log(
         f"{len(records)} run(s): {reused} reused from the cache, {computed} computed, "
         f"{time.perf_counter() - start:.1f} s"

@@ -32,7 +32,8 @@ from twotower_utils.data.splits import Split, validation_split
 from twotower_utils.evaluation import baselines
 from twotower_utils.evaluation.counting import filtered_topk_accuracy
 from twotower_utils.experiments.sweep import data_fingerprint
-from twotower_utils.results import write_json_atomic
+from twotower_utils.results import read_json, write_json_atomic
+from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
 
 PROG = "python -m twotower_utils tune"
@@ -126,13 +127,14 @@ def fold_summary(per_fold: list[dict[str, float]]) -> dict[str, Any]:
 def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, compute) -> list:
     """``compute(config with seed + fold, fold)`` on every fold, each result cached as ``field`` of a JSON file."""
     results = []
-    for index, fold in enumerate(folds):
+    for index, fold in enumerate(progress(folds, desc="folds", unit="fold", leave=False)):
         fold_config = config.replace(seed=config.seed + index)
         path = None
         if cache_dir is not None:
             path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, key)}.json"
-            if path.exists():
-                results.append(json.loads(path.read_text())[field])
+            cached = read_json(path, {})
+            if field in cached:
+                results.append(cached[field])
                 continue
         value = compute(fold_config, fold)
         if path is not None:
@@ -173,12 +175,12 @@ def run_grid(
     grid: dict[str, Sequence] | None = None,
     k: int = 10,
     cache_dir: str | Path | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> pd.DataFrame:
     """Cross-validate every config of the grid; one row per config, best mean first."""
     grid = DEFAULT_GRID if grid is None else grid
     rows = []
-    for config in grid_configs(base, grid):
+    for config in progress(grid_configs(base, grid), desc="configs", unit="config"):
         start = time.perf_counter()
         scores = cross_validate(config, data, folds, k, cache_dir)
         settings = {name: getattr(config, name) for name in grid}

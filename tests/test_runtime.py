@@ -1,0 +1,40 @@
+import os
+import subprocess
+import sys
+
+from twotower_utils import runtime
+
+
+def test_filtered_stderr_drops_only_the_known_start_up_noise(capfd):
+    noise = "2026-12-01 E external/local_xla/xla/stream_executor/cuda/cuda_platform.cc:51] failed call to cuInit: X\n"
+    real = "2026-12-01 E tensorflow/core/framework/op_kernel.cc:1857] OP_REQUIRES failed: a real error\n"
+    with runtime.filtered_stderr():
+        os.write(2, noise.encode())
+        os.write(2, real.encode())
+    err = capfd.readouterr().err
+    assert "cuInit" not in err and err == real
+
+
+def test_a_fresh_process_starts_tensorflow_without_noise_and_with_real_errors():
+    code = (
+        "import twotower_utils, tensorflow as tf\n"
+        "print(int(tf.constant(1) + 1))\n"
+        "tf.config.list_physical_devices()\n"
+        "import os; os.write(2, b'E some_file.cc:1] a real error after start-up\\n')\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop(runtime.SHOW_STARTUP_ENV, None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "2"
+    assert "cuInit" not in done.stderr and "a real error after start-up" in done.stderr
+
+
+def test_the_filter_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(runtime.SHOW_STARTUP_ENV, "1")
+    assert runtime.quiet_device_scan() is False
+
+
+def test_progress_is_quiet_when_nobody_watches(monkeypatch, capsys):
+    monkeypatch.setenv(runtime.HEADLESS_ENV, "1")
+    assert list(runtime.progress(range(3), desc="seeds")) == [0, 1, 2]
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,115 @@
+"""The process around the models: TensorFlow's start-up noise, progress bars, interrupts.
+
+**Start-up noise.**  The ``tensorflow`` wheel carries CUDA support; on a machine without a GPU
+driver its first device scan logs ``E ... cuda_platform.cc] failed call to cuInit: ...`` at
+*error* level, which ``TF_CPP_MIN_LOG_LEVEL=2`` (set by the package) does not hide and which
+notebooks show as a red box.  ``TF_CPP_MIN_LOG_LEVEL=3`` would hide it, but it would hide every
+real C++ error too, and the ``tensorflow-cpu`` wheel cannot be used because tf-keras and TFRS
+require the ``tensorflow`` distribution by name.  So ``quiet_device_scan`` filters *only* that
+scan: TensorFlow's first ``_initialize_physical_devices`` runs with file descriptor 2 sent to a
+temporary file, and afterwards every line is passed on to stderr except the lines matching
+``STARTUP_NOISE``.  Nothing else is touched; ``TWOTOWER_SHOW_TF_STARTUP=1`` turns the filter off.
+
+**Progress.**  ``progress`` is tqdm: a bar with rate and estimate on a terminal or in JupyterLab,
+nothing when output is not a terminal (logs, CI) or in a headless papermill run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+
+STARTUP_NOISE = (
+    # no GPU driver: the CUDA platform's first scan fails; TensorFlow then runs on the CPU as it should
+    re.compile(r"cuda_platform\.cc:\d+\] failed call to cuInit"),
+    re.compile(r"cuda_(executor|diagnostics)\.cc:\d+\] .*(kernel driver does not appear|no NVIDIA GPU device)"),
+)
+SHOW_STARTUP_ENV = "TWOTOWER_SHOW_TF_STARTUP"
+HEADLESS_ENV = "TWOTOWER_HEADLESS"
+
+
+def is_noise(line: str) -> bool:
+    return any(pattern.search(line) for pattern in STARTUP_NOISE)
+
+
+@contextlib.contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to a temporary file for the block, then pass on every line of it to
+    stderr except ``STARTUP_NOISE`` (C++ writes straight to the descriptor, not ``sys.stderr``)."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (some embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(True) if not is_noise(line)]
+            if kept:
+                os.write(2, "".join(kept).encode())
+
+
+def quiet_device_scan() -> bool:
+    """Wrap TensorFlow's first device scan in ``filtered_stderr`` (idempotent; after TensorFlow is
+    imported, before its first op).  Returns whether the filter is in place."""
+    if os.environ.get(SHOW_STARTUP_ENV, "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:
+        return False
+    scan = getattr(context.Context, "_initialize_physical_devices", None)
+    if scan is None:  # another TensorFlow: leave its start-up as it is
+        return False
+    if getattr(scan, "_twotower_quiet", False):
+        return True
+
+    @functools.wraps(scan)
+    def quiet_scan(self, *args, **kwargs):
+        if getattr(self, "_physical_devices", None) is not None and not (args or kwargs):
+            return scan(self, *args, **kwargs)  # already scanned: a cheap no-op
+        with filtered_stderr():
+            return scan(self, *args, **kwargs)
+
+    quiet_scan._twotower_quiet = True
+    context.Context._initialize_physical_devices = quiet_scan
+    return True
+
+
+def _interactive() -> bool:
+    """In a Jupyter kernel that a person is watching (not a headless papermill run)."""
+    if os.environ.get(HEADLESS_ENV) == "1":
+        return False
+    return "ipykernel" in sys.modules and type(sys.stdout).__module__.startswith("ipykernel")
+
+
+def progress(iterable: Iterable | None = None, total: int | None = None, desc: str = "", unit: str = "it", **kwargs):
+    """A tqdm progress bar (rate, elapsed time and estimate) that stays quiet when nobody watches:
+    a widget in JupyterLab, a text bar on a terminal, nothing in logs, CI or headless notebook runs."""
+    if _interactive():
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, unit=unit, **kwargs)
+    from tqdm import tqdm
+
+    quiet = os.environ.get(HEADLESS_ENV) == "1" or not sys.stderr.isatty()
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, **kwargs)
+
+
+def say(message: str) -> None:
+    """Print a line without breaking a progress bar that is being drawn."""
+    from tqdm import tqdm
+
+    tqdm.write(message)
