@@ -68,7 +68,7 @@ test: setup ## run the tests (unit tests and the notebooks' smoke run; needs TFD
 
 test-browser: setup ## drive notebook 05's panel in JupyterLab with headless Chromium (screenshots in results/browser)
 	$(BIN)/python -m pip install --quiet -c constraints.txt playwright
-	$(BIN)/python -m pytest -m browser -p no:cacheprovider tests/test_browser.py --screenshots $(OUTPUT_DIR)/browser
+	TWOTOWER_SCREENSHOTS=$(OUTPUT_DIR)/browser $(BIN)/python -m pytest -m browser -p no:cacheprovider tests/test_browser.py
 
 lint: setup ## ruff: lint everything and check the formatting (notebooks included) and that notebooks carry no outputs
 	$(BIN)/ruff check .
