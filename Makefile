@@ -18,7 +18,7 @@ PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS)
 export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
-.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving multitask-tune ranking-tune clean
+.PHONY: setup all run-notebooks test lint format lab bench sweep tune export recommend bench-serving multitask-tune ranking-tune sequence-tune clean
 
 all: setup run-notebooks
 
@@ -97,6 +97,11 @@ multitask-tune: setup
 RK_FOLDS ?= 3
 ranking-tune: setup
 	$(BIN)/python -m twotower_utils ranking --folds $(RK_FOLDS) --output-dir $(OUTPUT_DIR)/ranking
+
+# Notebook 10's validation choices: sequence towers (validation HR@10 per epoch), then L; the baselines' a, tau, lambda.
+SEQ_EPOCHS ?= 8
+sequence-tune: setup
+	$(BIN)/python -m twotower_utils sequence --epochs $(SEQ_EPOCHS) --output-dir $(OUTPUT_DIR)/sequence
 
 clean:
 	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -94,7 +94,7 @@ class ExperimentConfig:
     user_tower: str = "id"
     history_length: int = 50  # L: the last L movies before each interaction (sequence towers)
     use_user_id: bool = False  # add the user-id embedding to the history's summary (sequence towers)
-    sequence_blocks: int = 2  # self-attention blocks (sasrec)
+    sequence_blocks: int = 1  # self-attention blocks (sasrec)
     sequence_dropout: float = 0.0  # dropout on the history's embeddings and inside the blocks (sequence towers)
 
     def __post_init__(self) -> None:

@@ -97,7 +97,7 @@ class SequenceTower(tf.keras.Model):
         length: int,
         num_users: int,
         use_user_id: bool = False,
-        blocks: int = 2,
+        blocks: int = 1,
         dropout: float = 0.0,
         normalize: bool = False,
         name: str | None = None,
