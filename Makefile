@@ -99,7 +99,7 @@ ranking-tune: setup
 	$(BIN)/python -m twotower_utils ranking --folds $(RK_FOLDS) --output-dir $(OUTPUT_DIR)/ranking
 
 # Notebook 10's validation choices: sequence towers (validation HR@10 per epoch), then L; the baselines' a, tau, lambda.
-SEQ_EPOCHS ?= 8
+SEQ_EPOCHS ?= 5
 sequence-tune: setup
 	$(BIN)/python -m twotower_utils sequence --epochs $(SEQ_EPOCHS) --output-dir $(OUTPUT_DIR)/sequence
 

@@ -67,13 +67,27 @@ def test_unseen_users_are_scored_from_earlier_test_ratings_only(data):
     found = sq.run_unseen(data, tiny_tower(use_user_id=True), [1], choices, 0.5)
     name = "mean, L 4"  # the user id is dropped: these users have none
     assert set(found["runs"]) >= {name, "most popular"} and found["test"] == len(unseen)
-    verdict = sq.verdict(
-        {"leave_one_out": sq.run_protocol(data, "leave_one_out", {name: tiny_tower()}, [1], log=lambda _: None)},
-        found,
-        name,
-    )
-    assert verdict["unseen users: most popular HR@10"] == found["runs"]["most popular"][0]["HR@10"]
-    assert isinstance(verdict["leave_one_out: tower beats recency-weighted EASE on every seed"], (bool, np.bool_))
+    protocol = sq.run_protocol(data, "leave_one_out", {"mean, L 4": tiny_tower()}, [1, 2], log=lambda _: None)
+    verdict = sq.verdict({"leave_one_out": protocol}, found)
+    assert verdict["unseen users: most popular, HR@10"] == found["runs"]["most popular"][0]["HR@10"]
+    assert verdict["unseen users: mean, L 4, HR@10 (mean)"] == found["runs"][name][0]["HR@10"]
+    recency = next(v for k, v in protocol["runs"].items() if k.startswith("recency"))[0]["HR@10"]
+    beats = min(r["HR@10"] for r in protocol["runs"][name]) > recency
+    assert verdict["leave_one_out: the tower beats recency-weighted EASE on every seed"] == beats
+
+
+def test_choose_takes_the_best_tower_then_its_best_length_and_epoch():
+    report = {
+        "leave_one_out": {
+            "towers": {"gru, L 50": {"changes": {"user_tower": "gru"}, "curve": [0.1, 0.3]}},
+            "best_tower": "gru, L 50",
+            "lengths": {"10": [0.2, 0.25, 0.24], "50": [0.1, 0.3], "100": [0.3, 0.2]},
+        }
+    }
+    chosen = sq.choose(report)["leave_one_out"]
+    assert chosen == {"changes": {"user_tower": "gru"}, "history_length": 50, "epochs": 2, "validation": 0.3}
+    config = sq.chosen_config("leave_one_out", epochs=1)
+    assert config.epochs == 1 and config.user_tower == sq.CHOSEN["leave_one_out"]["user_tower"]
 
 
 def test_length_curve_and_its_plot(data, tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 from twotower_utils.evaluation.counting import filtered_topk_accuracy
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)
-RECENCY_STRENGTHS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)  # a of 1 + a exp(-rank / tau)
+RECENCY_STRENGTHS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)  # a of 1 + a exp(-rank / tau)
 RECENCY_SCALES = (1.0, 3.0, 10.0, 30.0, 100.0)  # tau, in ratings
 
 

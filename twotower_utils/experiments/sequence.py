@@ -53,15 +53,24 @@ SEQUENCE_BASE: dict[str, Any] = {
     "negatives": "catalogue",
     "embedding_dim": 64,
 }
-# Chosen on validation (`make sequence-tune`), see the README's notebook 10 section.
-BEST_TOWER: dict[str, Any] = {"user_tower": "sasrec", "history_length": 50, "epochs": 5}
+# Chosen on each protocol's validation (`make sequence-tune`, ``choose``); the README's notebook 10 section
+# has the validation numbers.
+CHOSEN: dict[str, dict[str, Any]] = {
+    "leave_latest": {"user_tower": "sasrec", "use_user_id": True, "history_length": 10, "epochs": 4},
+    "leave_one_out": {"user_tower": "gru", "history_length": 50, "epochs": 5},
+}
 # Recency-weighted EASE grid (a = 0 is plain EASE on the same lambdas)
 RECENCY_LAMBDAS = (50.0, 200.0, 800.0)
 
 
 def sequence_config(**changes: Any) -> ExperimentConfig:
-    """``SEQUENCE_BASE`` with ``BEST_TOWER``; ``changes`` override any of them (tower, L, epochs, seed...)."""
-    return ExperimentConfig(**{**SEQUENCE_BASE, **BEST_TOWER, **changes})
+    """``SEQUENCE_BASE`` (a SASRec tower, L 50, 5 epochs by default); ``changes`` override any of it."""
+    return ExperimentConfig(**{**SEQUENCE_BASE, "user_tower": "sasrec", "history_length": 50, "epochs": 5, **changes})
+
+
+def chosen_config(protocol: str, **changes: Any) -> ExperimentConfig:
+    """The tower validation chose for ``protocol`` (``CHOSEN``); ``changes`` override any of it."""
+    return sequence_config(**{**CHOSEN[protocol], **changes})
 
 
 def protocol_split(data: MovieLens, protocol: str) -> Split:
@@ -172,11 +181,18 @@ def run_protocol(
     towers: dict[str, ExperimentConfig],
     seeds: Sequence[int],
     log: Callable[[str], None] = print,
+    lambdas: Sequence[float] = RECENCY_LAMBDAS,
 ) -> dict[str, Any]:
-    """One protocol: the baselines (chosen on its validation) and each sequence tower, on test."""
+    """One protocol: the baselines (chosen on its validation; recency-weighted EASE over ``lambdas``) and each
+    sequence tower, on test."""
     split = protocol_split(data, protocol)
-    choices = choose_baselines(data, validation_for(split, protocol))
-    log(f"{protocol}: baselines chosen on validation: {choices['ease_lambda']=}, {choices['recency']}")
+    validation = validation_for(split, protocol)
+    choices = choose_baselines(data, validation, lambdas)
+    recency = choices["recency"]
+    log(
+        f"{protocol}: chosen on validation: EASE lambda {choices['ease_lambda']:g}; recency-weighted EASE lambda "
+        f"{recency['lambda']:g}, a {recency['a']:g}, tau {recency['tau']:g}"
+    )
     histories = user_histories(split.train, data.num_users)
     exclude = seen(split.train, data)
     runs = {
@@ -186,7 +202,13 @@ def run_protocol(
     for name, config in towers.items():
         runs[name] = run_sequence(config, data, split, seeds)
         log(f"{protocol}: {name}: HR@10 {np.mean([r['HR@10'] for r in runs[name]]):.4f}")
-    return {"choices": choices, "runs": runs, "test": len(split.test), "train": len(split.train)}
+    return {
+        "choices": choices,
+        "runs": runs,
+        "test": len(split.test),
+        "train": len(split.train),
+        "validation": len(validation.test),
+    }
 
 
 def summaries(runs: dict[str, list[dict]]) -> dict[str, dict]:
@@ -247,22 +269,23 @@ def tower_name(config: ExperimentConfig) -> str:
     return f"{kind}, L {config.history_length}{' + user id' if config.use_user_id else ''}"
 
 
-def verdict(protocols: dict[str, dict], unseen: dict, tower: str) -> pd.Series:
-    """The issue's target: the chosen tower beats recency-weighted EASE on both protocols (mean and every seed)
-    and most-popular on the unseen users of the time cut, by filtered HR@10."""
+def verdict(protocols: dict[str, dict], unseen: dict) -> pd.Series:
+    """The issue's target: each protocol's chosen tower beats recency-weighted EASE (mean and every seed) and
+    the tower beats most-popular on the unseen users of the time cut, by filtered HR@10."""
     answers = {}
     for protocol, found in protocols.items():
         recency = next(v for k, v in found["runs"].items() if k.startswith(RECENCY_EASE))[0][TARGET]
+        tower = next(k for k in found["runs"] if k not in _baseline_names(found["runs"]))
         values = [r[TARGET] for r in found["runs"][tower]]
-        answers[f"{protocol}: tower HR@10 (mean)"] = float(np.mean(values))
-        answers[f"{protocol}: recency-weighted EASE HR@10"] = recency
-        answers[f"{protocol}: tower beats recency-weighted EASE on every seed"] = min(values) > recency
-    unseen_name = next(k for k in unseen["runs"] if k not in _baseline_names(unseen["runs"]))
+        answers[f"{protocol}: {tower}, HR@10 (mean)"] = float(np.mean(values))
+        answers[f"{protocol}: recency-weighted EASE, HR@10"] = recency
+        answers[f"{protocol}: the tower beats recency-weighted EASE on every seed"] = bool(min(values) > recency)
+    tower = next(k for k in unseen["runs"] if k not in _baseline_names(unseen["runs"]))
     popular = unseen["runs"][MOST_POPULAR][0][TARGET]
-    values = [r[TARGET] for r in unseen["runs"][unseen_name]]
-    answers["unseen users: tower HR@10 (mean)"] = float(np.mean(values))
-    answers["unseen users: most popular HR@10"] = popular
-    answers["unseen users: tower beats most popular on every seed"] = min(values) > popular
+    values = [r[TARGET] for r in unseen["runs"][tower]]
+    answers[f"unseen users: {tower}, HR@10 (mean)"] = float(np.mean(values))
+    answers["unseen users: most popular, HR@10"] = popular
+    answers["unseen users: the tower beats most popular on every seed"] = bool(min(values) > popular)
     return pd.Series(answers)
 
 
@@ -326,10 +349,9 @@ TUNE_TOWERS: tuple[dict[str, Any], ...] = (
     {"user_tower": "attention"},
     {"user_tower": "gru"},
     {"user_tower": "sasrec"},
-    {"user_tower": "sasrec", "sequence_blocks": 2},
     {"user_tower": "sasrec", "use_user_id": True},
 )
-TUNE_LENGTHS = (10, 25, 50, 100, 200)
+TUNE_LENGTHS = (10, 25, 100)  # and 50, the towers' own
 
 
 def tune(data: MovieLens, protocols: Sequence[str], epochs: int, seed: int, log: Callable[[str], None] = print) -> dict:
@@ -350,7 +372,7 @@ def tune(data: MovieLens, protocols: Sequence[str], epochs: int, seed: int, log:
             towers[tower_name(config)] = {"changes": changes, "curve": curve, "seconds": time.perf_counter() - start}
             log(f"{protocol}: {tower_name(config)}: " + " ".join(f"{v:.4f}" for v in curve))
         best = max(towers, key=lambda name: max(towers[name]["curve"]))
-        lengths = {}
+        lengths = {50: towers[best]["curve"]}
         for length in TUNE_LENGTHS:
             config = sequence_config(
                 **{**towers[best]["changes"], "history_length": length, "epochs": epochs, "seed": seed}
@@ -361,6 +383,23 @@ def tune(data: MovieLens, protocols: Sequence[str], epochs: int, seed: int, log:
     return found
 
 
+def choose(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each protocol's tower from a ``tune`` report: the tower with the best validation HR@10 (at its best
+    epoch), then its best L, with that curve's best epoch; ``{"changes", "history_length", "epochs",
+    "validation"}`` per protocol."""
+    chosen = {}
+    for protocol, report in found.items():
+        tower = report["towers"][report["best_tower"]]
+        length, curve = max(report["lengths"].items(), key=lambda item: (max(item[1]), -int(item[0])))
+        chosen[protocol] = {
+            "changes": tower["changes"],
+            "history_length": int(length),
+            "epochs": int(np.argmax(curve)) + 1,
+            "validation": float(max(curve)),
+        }
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     from twotower_utils.data.movielens import DataUnavailableError
     from twotower_utils.experiments.workflow import load_data
@@ -369,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS))
-    parser.add_argument("--epochs", type=int, default=8, help="epochs of every validation fit (curve per epoch)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of every validation fit (curve per epoch)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output-dir", type=Path, default=Path("results/sequence"))
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
@@ -384,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     report = {"command": sys.argv, "epochs": args.epochs, "seed": args.seed}
     report["protocols"] = tune(data, args.protocols, args.epochs, args.seed)
+    report["chosen"] = choose(report["protocols"])
     report["seconds"] = time.perf_counter() - start
     path = args.output_dir / "sequence_tuning.json"
     write_json_atomic(path, report)
