@@ -56,8 +56,8 @@ SEQUENCE_BASE: dict[str, Any] = {
 # Chosen on each protocol's validation (`make sequence-tune`, ``choose``); the README's notebook 10 section
 # has the validation numbers.
 CHOSEN: dict[str, dict[str, Any]] = {
-    "leave_latest": {"user_tower": "sasrec", "use_user_id": True, "history_length": 10, "epochs": 4},
-    "leave_one_out": {"user_tower": "gru", "history_length": 50, "epochs": 5},
+    "leave_latest": {"user_tower": "sasrec", "use_user_id": True, "history_length": 25, "epochs": 4},
+    "leave_one_out": {"user_tower": "gru", "history_length": 100, "epochs": 5},
 }
 # Recency-weighted EASE grid (a = 0 is plain EASE on the same lambdas)
 RECENCY_LAMBDAS = (50.0, 200.0, 800.0)
