@@ -33,7 +33,7 @@ from twotower_utils.data.history import histories_before, latest_histories, long
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import Split, hold_out_latest, make_split, temporal_split
 from twotower_utils.evaluation import baselines
-from twotower_utils.evaluation.counting import filtered_topk_accuracy, topk_accuracy
+from twotower_utils.evaluation.counting import filtered_topk_accuracy, seen_matrix, topk_accuracy
 from twotower_utils.evaluation.metrics import model_scores, ranking_metrics
 from twotower_utils.experiments import comparison
 from twotower_utils.results import write_json_atomic
@@ -98,8 +98,7 @@ def measures(scores: np.ndarray, exclude: np.ndarray, test: pd.DataFrame) -> dic
 
 
 def seen(frame: pd.DataFrame, data: MovieLens) -> np.ndarray:
-    from twotower_utils.evaluation.counting import seen_matrix
-
+    """The filtered protocol's exclusions: the movies each user rated in ``frame``."""
     return seen_matrix(frame, data.num_users, data.num_movies)
 
 
