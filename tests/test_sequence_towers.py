@@ -56,10 +56,13 @@ def _copy_weights(source, target):
     return weights
 
 
-@pytest.mark.parametrize("kind", ["mean", "sasrec"])
-def test_a_sequence_tower_trains_and_is_scored_from_the_training_histories(tiny_data, kind):
+@pytest.mark.parametrize(
+    "kind, loss",
+    [("mean", {"negatives": "catalogue"}), ("sasrec", {"negatives": "catalogue"}), ("gru", {"logq_correction": 1.0})],
+)
+def test_a_sequence_tower_trains_and_is_scored_from_the_training_histories(tiny_data, kind, loss):
     split = leave_latest_split(tiny_data, 0.75)
-    config = sequence_config(kind, epochs=3, negatives="catalogue", use_user_id=kind == "sasrec")
+    config = sequence_config(kind, epochs=3, use_user_id=kind == "sasrec", **loss)
     result = train(config, tiny_data, split, verbose=0)
     assert np.all(np.isfinite(result.history["loss"])) and result.history["loss"].iloc[-1] < result.history["loss"][0]
     table = user_table(result.model, split.train).numpy()
