@@ -146,25 +146,28 @@ def build_towers(config: ExperimentConfig, data: MovieLens) -> tuple[Tower | Seq
     }
     user_side = user_feature_table(data, config.user_features) if config.user_features else None
     movie_side = movie_feature_table(data, config.movie_features) if config.movie_features else None
-    movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
-    movie_tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
-    if config.user_tower != "id":
-        user_tower = SequenceTower(
-            config.user_tower,
-            movie_tower.embedding,
-            config.embedding_dim,
-            config.history_length,
-            num_users=data.num_users,
-            use_user_id=config.use_user_id,
-            blocks=config.sequence_blocks,
-            dropout=config.sequence_dropout,
-            normalize=config.normalize_embeddings,
-            name="user_tower",
-        )
-        user_tower({"user_id": tf.constant([0], tf.int64), "history": tf.zeros((1, config.history_length), tf.int64)})
+    # the report's order: the id tower's weights are drawn first (the same seed gives the same model as before)
+    if config.user_tower == "id":
+        user_tower = Tower(data.user_vocabulary, config.embedding_dim, user_side, name="user_tower", **common)
+        movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
+        for tower in (user_tower, movie_tower):
+            tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
         return user_tower, movie_tower
-    user_tower = Tower(data.user_vocabulary, config.embedding_dim, user_side, name="user_tower", **common)
-    user_tower(tf.constant([0], dtype=tf.int64))
+    movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
+    movie_tower(tf.constant([0], dtype=tf.int64))
+    user_tower = SequenceTower(
+        config.user_tower,
+        movie_tower.embedding,  # the history's movies share the movie tower's table
+        config.embedding_dim,
+        config.history_length,
+        num_users=data.num_users,
+        use_user_id=config.use_user_id,
+        blocks=config.sequence_blocks,
+        dropout=config.sequence_dropout,
+        normalize=config.normalize_embeddings,
+        name="user_tower",
+    )
+    user_tower({"user_id": tf.constant([0], tf.int64), "history": tf.zeros((1, config.history_length), tf.int64)})
     return user_tower, movie_tower
 
 
