@@ -23,7 +23,7 @@ RUN_PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPO
 
 # Variables this Makefile reads from the command line; any other `make X=...` is a typo and stops here.
 KNOWN_VARIABLES = PYTHON VENV KERNEL OUTPUT_DIR EMBEDDING_DIM EPOCHS LEARNING_RATE BATCH_SIZE SEED PARAMS DIMS SEEDS \
-         SWEEP_DIR FOLDS GRID INDEX FROM EXPORT_DIR K USER CATALOGUES MT_FOLDS RK_FOLDS LAB_PORT
+         SWEEP_DIR FOLDS GRID INDEX FROM EXPORT_DIR K USER CATALOGUES MT_FOLDS RK_FOLDS SEQ_EPOCHS LAB_PORT
 COMMAND_LINE_VARIABLES = $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN_VARIABLES = $(filter-out $(KNOWN_VARIABLES),$(COMMAND_LINE_VARIABLES))
 ifneq ($(strip $(UNKNOWN_VARIABLES)),)
@@ -34,7 +34,7 @@ export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
-        multitask-tune ranking-tune clean
+        multitask-tune ranking-tune sequence-tune clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -131,6 +131,11 @@ multitask-tune: setup ## notebook 08's validation choices (MT_FOLDS=)
 RK_FOLDS ?= 3
 ranking-tune: setup ## notebook 07's validation choices (RK_FOLDS=)
 	$(BIN)/python -m twotower_utils ranking --folds $(RK_FOLDS) --output-dir $(OUTPUT_DIR)/ranking
+
+# Notebook 10's validation choices: sequence towers (validation HR@10 per epoch), then L; the baselines' a, tau, lambda.
+SEQ_EPOCHS ?= 5
+sequence-tune: setup ## notebook 10's validation choices (SEQ_EPOCHS=)
+	$(BIN)/python -m twotower_utils sequence --epochs $(SEQ_EPOCHS) --output-dir $(OUTPUT_DIR)/sequence
 
 clean: ## remove results/ and pytest's cache
 	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -110,6 +110,9 @@ SMALL = {
     "latency_calls": 100,
     "rating_weights": 1,  # notebook 08: fewer joint points
     "joint_rating_weight": 1,
+    "history_length": 10,  # notebook 10: short histories, one point of the quality-vs-L curve, one EASE lambda
+    "history_lengths": "10",
+    "recency_lambdas": "200",
 }
 
 

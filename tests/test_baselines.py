@@ -1,6 +1,7 @@
 """Baselines: random, most-popular and EASE, with EASE's lambda chosen on validation."""
 
 import numpy as np
+import pytest
 
 from tests.conftest import pairs_frame
 from twotower_utils.evaluation import baselines
@@ -24,3 +25,51 @@ def test_tune_ease_uses_validation(tiny_data, tiny_split):
         tiny_split.train, tiny_split.test, tiny_data.num_users, tiny_data.num_movies, (1.0, 10.0)
     )
     assert best in found and set(found) == {1.0, 10.0}
+
+
+def test_recency_weights_count_from_the_latest_and_strength_zero_is_plain_ease():
+    histories = np.array([[0, 2, 3, 1], [0, 0, 0, 0]])  # user 0: movies 2, 3, then 1 (the latest)
+    weights = baselines.recency_matrix(histories, 4, strength=2.0, scale=1.0)
+    assert weights[0, 1] == 3.0  # rank 0: 1 + 2 e^0
+    assert weights[0, 3] == pytest.approx(1 + 2 * np.exp(-1.0))
+    assert weights[0, 2] == pytest.approx(1 + 2 * np.exp(-2.0))
+    assert weights[0, 0] == 0.0 and weights[0, 4] == 0.0 and not weights[1].any()
+    train = pairs_frame([(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (3, 4), (1, 3)])
+    train["timestamp"] = np.arange(len(train))
+    from twotower_utils.data.history import latest_histories
+
+    every = latest_histories(train, np.arange(4), 3)
+    plain = baselines.recency_ease_scores(train, every, 3, 4, 1.0, 0.0, 1.0)
+    np.testing.assert_allclose(plain, baselines.ease_scores(train, 3, 4, 1.0))
+    # user 1's latest movie is 3, which co-occurs with 4: recency lifts 4
+    recent = baselines.recency_ease_scores(train, every, 3, 4, 1.0, 50.0, 1.0)
+    assert recent[1, 4] - recent[1, 1:].mean() > plain[1, 4] - plain[1, 1:].mean()
+
+
+def test_last_item_scores_are_the_latest_movies_neighbours_and_popularity_without_history():
+    train = pairs_frame([(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (3, 4), (2, 3)])
+    similarity = baselines.item_similarity(train, 3, 4)
+    assert np.allclose(similarity, similarity.T) and np.allclose(np.diag(similarity), 0.0)
+    assert similarity[3, 4] == pytest.approx(1 / np.sqrt(2))  # 4's one user of 3's two
+    scores = baselines.last_item_scores(train, np.array([[0, 1, 3], [0, 0, 0]]), 3, 4)
+    assert np.argmax(scores[0, 1:]) + 1 == 4 and scores[0, 4] == pytest.approx(similarity[3, 4], abs=1e-8)
+    popular = baselines.popularity_scores(train, 3, 4)[0]
+    assert list(np.argsort(-scores[1, 1:], kind="stable")) == list(np.argsort(-popular[1:], kind="stable"))
+
+
+def test_recency_ease_is_tuned_on_validation(tiny_data, tiny_split):
+    from twotower_utils.data.history import latest_histories
+
+    histories = latest_histories(tiny_split.train, np.arange(tiny_data.num_users + 1), 12)
+    best, found = baselines.tune_recency_ease(
+        tiny_split.train,
+        tiny_split.test,
+        histories,
+        tiny_data.num_users,
+        tiny_data.num_movies,
+        (1.0,),
+        (0.0, 5.0),
+        (2.0, 8.0),
+    )
+    assert set(found) == {(1.0, 0.0, 2.0), (1.0, 5.0, 2.0), (1.0, 5.0, 8.0)}  # a = 0 needs no tau
+    assert found[(best["lambda"], best["a"], best["tau"])] == max(found.values())

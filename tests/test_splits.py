@@ -6,7 +6,9 @@ import tensorflow as tf
 
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import (
+    hold_out_latest,
     leave_latest_split,
+    leave_one_out_split,
     make_split,
     random_split,
     shuffled_order,
@@ -61,3 +63,25 @@ def test_leave_latest_and_validation_splits(tiny_data):
     assert len(carved.train) + len(carved.test) == len(split.train)
     pairs = lambda frame: sorted(zip(frame["user_idx"], frame["movie_idx"], strict=True))  # noqa: E731
     assert pairs(pd.concat([carved.train, carved.test])) == pairs(split.train)
+
+
+def test_leave_one_out_and_its_validation_hold_out_each_users_latest_ratings(tiny_data):
+    split = leave_one_out_split(tiny_data)
+    assert make_split(tiny_data, "leave_one_out").test.equals(split.test)
+    assert split.test["user_idx"].is_unique and len(split.test) == tiny_data.num_users
+    latest = tiny_data.ratings.sort_values("timestamp").groupby("user_idx").tail(1)
+    assert sorted(zip(latest.user_idx, latest.movie_idx, strict=False)) == sorted(
+        zip(split.test.user_idx, split.test.movie_idx, strict=False)
+    )
+    # validation the same way, inside training: each user's last training ratings, never a test rating
+    sizes = split.train.groupby("user_idx").size()
+    for fraction in (None, 0.25):
+        validation = hold_out_latest(split.train, fraction, "validation")
+        expected = 1 if fraction is None else (sizes * fraction).round().clip(lower=1)
+        assert (validation.test.groupby("user_idx").size() == expected).all()
+        for user, held in validation.test.groupby("user_idx"):
+            kept = validation.train[validation.train["user_idx"] == user]
+            assert kept["timestamp"].max() <= held["timestamp"].min()
+        assert len(validation.train) + len(validation.test) == len(split.train)
+    with pytest.raises(ValueError, match="strictly between"):
+        hold_out_latest(split.train, 1.0)

@@ -3,18 +3,19 @@
 The package follows the data; a change belongs to the step it changes:
 
     config                 one ExperimentConfig for every parameter, validated once
-    data/                  MovieLens from TFDS -> splits -> side features -> training pipeline
-    models/                towers -> the two-tower model with its switches -> retrieval losses; multitask model
+    data/                  MovieLens from TFDS -> splits -> side features, histories -> training pipeline
+    models/                towers (id or sequence) -> the two-tower model with its switches -> retrieval losses;
+                           multitask model
     training               fit, per-epoch top-k curves
     evaluation/            the one counting core -> honest metrics -> baselines; rating RMSE/MAE
     serving/               recommendations for raw ids, the SavedModel export, exact/ScaNN search, its CLI
     experiments/           workflow, dimension sweep, k-fold tuning, notebook 06's comparison, make export,
-                           08's multitask sweep
+                           08's multitask sweep, 10's sequence towers
     notebook/              papermill runner, plots, widgets, exploration, embedding analyses
     results                metrics.json, figures and saved models (atomic writes), used by every layer
 
 experiments/ and notebook/ sit on top: nothing below them imports them.  ``python -m twotower_utils``
-is the command line (``run``, ``sweep``, ``tune``, ``multitask``, ``export``, ``recommend``, ``similar``).
+is the command line (``run``, ``sweep``, ``tune``, ``multitask``, ``sequence``, ``export``, ``recommend``, ``similar``).
 
 TensorFlow Recommenders 0.7.7 needs Keras 2 (``tf-keras``).  TensorFlow picks its Keras
 at first import from ``TF_USE_LEGACY_KERAS``, so this package sets it before anything

@@ -20,6 +20,10 @@ COMMANDS = {
         "twotower_utils.experiments.ranking_stage",
         "validation choices of the ranking stage: rating models, baselines, re-rankers (make ranking-tune)",
     ),
+    "sequence": (
+        "twotower_utils.experiments.sequence",
+        "validation choices of the sequence user towers and history baselines (make sequence-tune)",
+    ),
     "multitask": (
         "twotower_utils.experiments.multitask_sweep",
         "validation choices of the multitask model: rating head, task weights (make multitask-tune)",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 OPTIMIZERS = ("adagrad", "adam", "sgd")
-SPLITS = ("random", "temporal", "leave_latest")
+SPLITS = ("random", "temporal", "leave_latest", "leave_one_out")
 USER_FEATURES = ("age", "gender", "occupation", "zip")
 MOVIE_FEATURES = ("genres", "year")
 NEGATIVES = ("in_batch", "catalogue")
@@ -16,6 +16,9 @@ SCHEDULES = ("constant", "cosine")
 RANKING_HEADS = ("none", "mf", "mlp", "dcn")
 TUPLE_FIELDS = ("ks", "user_features", "movie_features", "tower_layers", "rating_layers", "ranking_layers")
 MULTITASK_FIELDS = ("retrieval_weight", "rating_weight", "rating_layers", "rating_stop_gradient", "rating_l2")
+USER_TOWERS = ("id", "mean", "attention", "gru", "sasrec")
+# Sequence user towers (issue 13, notebook 10): the user tower reads the user's last movies
+SEQUENCE_FIELDS = ("history_length", "use_user_id", "sequence_blocks", "sequence_dropout")
 RANKING_FIELDS = ("ranking_layers", "cross_layers", "implicit_feedback", "ranking_l2", "bias_l2")
 # Retrieval-only switches that mean nothing to the rating model (refused with ranking_head, not silently ignored)
 RETRIEVAL_ONLY_FIELDS = (
@@ -84,6 +87,15 @@ class ExperimentConfig:
     implicit_feedback: bool = False  # SVD++: the user vector adds the mean of the user's training movies' vectors
     ranking_l2: float = 0.0  # L2 penalty on the deep part's weights (once per batch, as Keras regularisers)
     bias_l2: float = 0.0  # L2 penalty on the looked-up user and movie bias rows (per rating, as the embedding L2)
+    # The user tower (issue 13, notebook 10): "id" (an embedding per user id, the report's) or a sequence tower
+    # that reads the user's last ``history_length`` movies (models.towers.SequenceTower): "mean" or "attention"
+    # pooling, a "gru", or "sasrec" (causal self-attention with positions).  The history's movies share the
+    # movie tower's embedding table.
+    user_tower: str = "id"
+    history_length: int = 50  # L: the last L movies before each interaction (sequence towers)
+    use_user_id: bool = False  # add the user-id embedding to the history's summary (sequence towers)
+    sequence_blocks: int = 1  # self-attention blocks (sasrec)
+    sequence_dropout: float = 0.0  # dropout on the history's embeddings and inside the blocks (sequence towers)
 
     def __post_init__(self) -> None:
         for name in TUPLE_FIELDS:
@@ -123,6 +135,32 @@ class ExperimentConfig:
             raise ConfigError(f"tower_layers must be whole numbers from 1 to 4096, got {self.tower_layers!r}")
         self._check_multitask()
         self._check_ranking()
+        self._check_sequence()
+
+    def _check_sequence(self) -> None:
+        if self.user_tower not in USER_TOWERS:
+            raise ConfigError(f"user_tower must be one of {USER_TOWERS}, got {self.user_tower!r}")
+        _check_int(self, "history_length", 1, 1000)
+        _check_int(self, "sequence_blocks", 1, 8)
+        if not _is_number(self.sequence_dropout) or not 0 <= self.sequence_dropout < 1:
+            raise ConfigError(f"sequence_dropout must be a number from 0 to below 1, got {self.sequence_dropout!r}")
+        if not isinstance(self.use_user_id, bool):
+            raise ConfigError("use_user_id must be True or False")
+        defaults = ExperimentConfig.__dataclass_fields__
+        if self.user_tower == "id":
+            changed = [n for n in SEQUENCE_FIELDS if getattr(self, n) != defaults[n].default]
+            if changed:
+                raise ConfigError(
+                    f"{', '.join(changed)}: only for a sequence user tower (user_tower={USER_TOWERS[1:]})"
+                )
+        else:
+            clash = [n for n in ("user_features", "tower_layers") if getattr(self, n) != defaults[n].default]
+            clash += [n for n in ("rating_task",) if getattr(self, n)]
+            clash += ["ranking_head"] if self.ranking_head != "none" else []
+            if clash:
+                raise ConfigError(f"{', '.join(clash)}: not available with a sequence user tower ({self.user_tower!r})")
+            if self.user_tower != "sasrec" and self.sequence_blocks != defaults["sequence_blocks"].default:
+                raise ConfigError("sequence_blocks: only for user_tower='sasrec'")
 
     def _check_ranking(self) -> None:
         if self.ranking_head not in RANKING_HEADS:

@@ -11,10 +11,11 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils.config import ExperimentConfig
+from twotower_utils.data.history import training_histories
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.data.splits import Split
-from twotower_utils.evaluation.counting import metric_name, topk_accuracy
+from twotower_utils.evaluation.counting import TowerScorer, metric_name, topk_accuracy
 from twotower_utils.models.multitask import build_multitask_model
 from twotower_utils.models.ranking import RatingModel, build_rating_model
 from twotower_utils.models.two_tower import TwoTowerModel, build_model
@@ -44,8 +45,9 @@ class TopKCurves(tf.keras.callbacks.Callback):
         frames = [("val_", self.split.test)]
         if self.include_train:
             frames.insert(0, ("", self.split.train))
+        scorer = TowerScorer(self.model, self.split.train)  # a sequence tower's queries: the training histories
         for prefix, frame in frames:
-            for k, value in topk_accuracy(self.model, frame, self.ks, self.batch_size).items():
+            for k, value in topk_accuracy(scorer, frame, self.ks, self.batch_size).items():
                 logs[metric_name(k, prefix)] = value
         self.seconds += time.perf_counter() - start
 
@@ -90,7 +92,10 @@ def train(
     """
     model = build_for(config, data, split.train)
     ratings = config.rating_task or config.ranking_head != "none"
-    train_ds = interactions_dataset(split.train, config.batch_size, seed=config.seed, ratings=ratings)
+    histories = training_histories(split.train, config.history_length) if config.user_tower != "id" else None
+    train_ds = interactions_dataset(
+        split.train, config.batch_size, seed=config.seed, ratings=ratings, histories=histories
+    )
     all_callbacks = list(callbacks or [])
     validation = None
     curve_callback = None

@@ -14,10 +14,12 @@ def interactions_dataset(
     shuffle: bool = True,
     strings: bool = False,
     ratings: bool = False,
+    histories: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Cached, (re)shuffled, batched, prefetched ``{user_id, movie_title}`` pipeline of integer
     ids (``strings=True``: the raw strings, for models that do their own lookups; ``ratings=True``
-    adds each interaction's ``user_rating`` as float32, for models with a rating task)."""
+    adds each interaction's ``user_rating`` as float32, for models with a rating task; ``histories``, one
+    row per interaction from ``data.history``, adds them as ``history``, for the sequence user towers)."""
     if frame.empty:
         raise ValueError("cannot build a pipeline from an empty frame")
     if ratings and "user_rating" not in frame.columns:
@@ -31,6 +33,10 @@ def interactions_dataset(
         }
     if ratings:
         columns["user_rating"] = frame["user_rating"].to_numpy(np.float32)
+    if histories is not None:
+        if len(histories) != len(frame):
+            raise ValueError(f"{len(histories)} histories for {len(frame)} interactions")
+        columns["history"] = np.asarray(histories, dtype=np.int64)
     dataset = tf.data.Dataset.from_tensor_slices(columns).cache()
     if shuffle:
         dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)

@@ -54,12 +54,28 @@ def leave_latest_split(data: MovieLens, train_fraction: float = 0.8) -> Split:
     """Per-user leave-latest-out: each user's latest ``1 - train_fraction`` of ratings (at least one) test."""
     if "timestamp" not in data.ratings.columns:
         raise ValueError("a leave-latest split needs the 'timestamp' column")
-    ordered = data.ratings.sort_values(["user_idx", "timestamp"], kind="stable")
+    return hold_out_latest(data.ratings, 1 - train_fraction, "leave_latest")
+
+
+def leave_one_out_split(data: MovieLens) -> Split:
+    """Per-user leave-one-out: each user's single latest rating is test (ranked against the whole catalogue)."""
+    if "timestamp" not in data.ratings.columns:
+        raise ValueError("a leave-one-out split needs the 'timestamp' column")
+    return hold_out_latest(data.ratings, None, "leave_one_out")
+
+
+def hold_out_latest(frame: pd.DataFrame, fraction: float | None, name: str = "latest") -> Split:
+    """Each user's latest ``fraction`` of the ratings in ``frame`` (rounded, at least one) held out, or with
+    ``fraction=None`` exactly the latest one; both parts ordered by user then time (stable).  Applied to a
+    training frame it is the temporal protocols' validation: each user's last *training* ratings."""
+    if fraction is not None and not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must lie strictly between 0 and 1, got {fraction!r}")
+    ordered = frame.sort_values(["user_idx", "timestamp"], kind="stable")
     position = ordered.groupby("user_idx").cumcount().to_numpy()
     sizes = ordered.groupby("user_idx")["user_idx"].transform("size").to_numpy()
-    num_test = np.maximum(1, np.round(sizes * (1 - train_fraction)).astype(int))
+    num_test = np.ones_like(sizes) if fraction is None else np.maximum(1, np.round(sizes * fraction).astype(int))
     is_test = position >= sizes - num_test
-    return Split(ordered[~is_test].reset_index(drop=True), ordered[is_test].reset_index(drop=True), "leave_latest")
+    return Split(ordered[~is_test].reset_index(drop=True), ordered[is_test].reset_index(drop=True), name)
 
 
 def validation_split(train: pd.DataFrame, fraction: float = 0.1, seed: int = 0, fold: int = 0) -> Split:
@@ -92,4 +108,6 @@ def make_split(data: MovieLens, split: str = "random", seed: int = 42, train_fra
         return temporal_split(data, train_fraction)
     if split == "leave_latest":
         return leave_latest_split(data, train_fraction)
-    raise ValueError(f"unknown split {split!r}; use 'random', 'temporal' or 'leave_latest'")
+    if split == "leave_one_out":
+        return leave_one_out_split(data)
+    raise ValueError(f"unknown split {split!r}; use 'random', 'temporal', 'leave_latest' or 'leave_one_out'")

@@ -31,10 +31,13 @@ def seen_matrix(frame: pd.DataFrame, num_users: int, num_movies: int) -> np.ndar
 
 
 class TowerScorer:
-    """Scores from a two-tower model's towers, one batch of users at a time."""
+    """Scores from a two-tower model's towers, one batch of users at a time.  A sequence user tower reads each
+    user's last ratings of ``history_frame`` (the training frame) as the query (``two_tower.user_table``)."""
 
-    def __init__(self, model) -> None:
-        self.user_table = model.user_tower.embed_all()
+    def __init__(self, model, history_frame: pd.DataFrame | None = None) -> None:
+        from twotower_utils.models.two_tower import user_table
+
+        self.user_table = user_table(model, history_frame)
         self.movie_table = model.movie_tower.embed_all()
         self.shape = (int(self.user_table.shape[0]), int(self.movie_table.shape[0]))
 
@@ -58,14 +61,15 @@ class MatrixScorer:
         return self.scores[users, 1:], self.scores[users, movies]
 
 
-def scorer_for(source) -> TowerScorer | MatrixScorer:
-    """A scorer for a two-tower model, a score matrix, or a scorer (returned as it is)."""
+def scorer_for(source, history_frame: pd.DataFrame | None = None) -> TowerScorer | MatrixScorer:
+    """A scorer for a two-tower model (a sequence tower's queries from ``history_frame``), a score matrix, or a
+    scorer (returned as it is)."""
     if isinstance(source, (TowerScorer, MatrixScorer)):
         return source
     if isinstance(source, np.ndarray):
         return MatrixScorer(source)
     if hasattr(source, "user_tower") and hasattr(source, "movie_tower"):
-        return TowerScorer(source)
+        return TowerScorer(source, history_frame)
     raise TypeError(f"cannot score with a {type(source).__name__}: pass a two-tower model or a score matrix")
 
 
@@ -138,8 +142,9 @@ def filtered_topk_accuracy(
     ks: Sequence[int] = (1, 5, 10, 50, 100),
     batch_size: int = 4096,
 ) -> dict[int, float]:
-    """Hit rate @k with each user's ``train`` movies left out of the ranking (the filtered protocol)."""
-    scorer = scorer_for(source)
+    """Hit rate @k with each user's ``train`` movies left out of the ranking (the filtered protocol); a
+    sequence user tower reads each user's ``train`` ratings as the query."""
+    scorer = scorer_for(source, train)
     seen = seen_matrix(train, scorer.shape[0] - 1, scorer.shape[1] - 1)
     return topk_accuracy(scorer, frame, ks, batch_size, exclude=seen)
 

@@ -30,9 +30,12 @@ import pandas as pd
 from twotower_utils.evaluation.counting import seen_matrix, topk_accuracy
 
 
-def model_scores(model) -> np.ndarray:
-    """The two-tower's score matrix: every user embedding against every movie embedding."""
-    users = model.user_tower.embed_all().numpy()
+def model_scores(model, history_frame: pd.DataFrame | None = None) -> np.ndarray:
+    """The two-tower's score matrix: every user embedding against every movie embedding (a sequence user
+    tower's user embeddings read each user's last ratings of ``history_frame``, ``two_tower.user_table``)."""
+    from twotower_utils.models.two_tower import user_table
+
+    users = user_table(model, history_frame).numpy()
     movies = model.movie_tower.embed_all().numpy()
     return users @ movies.T
 

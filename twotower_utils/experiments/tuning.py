@@ -55,6 +55,11 @@ LATER_FIELDS = (
     "implicit_feedback",
     "ranking_l2",
     "bias_l2",
+    "user_tower",
+    "history_length",
+    "use_user_id",
+    "sequence_blocks",
+    "sequence_dropout",
 )
 # Axes of `make tune`, crossed with each other around comparison.BEST_SWITCHES.
 DEFAULT_GRID: dict[str, tuple] = {

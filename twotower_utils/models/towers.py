@@ -67,3 +67,128 @@ class Tower(tf.keras.Model):
     def embed_all(self) -> tf.Tensor:
         """Embeddings of every id, row ``i`` for integer id ``i`` (row 0: out-of-vocabulary)."""
         return self(tf.range(self.lookup.vocabulary_size(), dtype=tf.int64))
+
+
+class SequenceTower(tf.keras.Model):
+    """The user tower that reads the user's history: ``{"user_id", "history"}`` in, one vector out.
+
+    ``history`` is ``[B, L]`` movie ids, latest last, left-padded with 0 (``data.history``).  Its movies are
+    embedded with the movie tower's own table (``item_embedding``, shared as in SASRec), then summarised:
+
+    * ``mean``: the mean of the history's embeddings;
+    * ``attention``: a learned weighting, ``softmax_i(v^T tanh(W (e_i + p_i)))`` with a position embedding
+      ``p`` counted from the latest movie (so recency can matter);
+    * ``gru``: the last state of a GRU run over the history in time order;
+    * ``sasrec``: ``blocks`` causal self-attention blocks (one head, positions, pre-layer-norm, residuals,
+      a two-layer feed-forward), read at the latest position.
+
+    With ``use_user_id`` the user's own embedding is added to the summary; a final
+    ``Dense(embedding_dim)`` maps it to the movie tower's space.  An empty history gives the output layer's bias
+    (plus the id embedding), i.e. the same vector for every user without history.
+    """
+
+    KINDS = ("mean", "attention", "gru", "sasrec")
+
+    def __init__(
+        self,
+        kind: str,
+        item_embedding: tf.keras.layers.Embedding,
+        embedding_dim: int,
+        length: int,
+        num_users: int,
+        use_user_id: bool = False,
+        blocks: int = 1,
+        dropout: float = 0.0,
+        normalize: bool = False,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        self.kind = kind
+        self.length = int(length)
+        self.item_embedding = item_embedding
+        self.num_users = int(num_users)  # ids 1..num_users (0: out-of-vocabulary), for the query table
+        self.user_embedding = tf.keras.layers.Embedding(num_users + 1, embedding_dim) if use_user_id else None
+        self.dropout = tf.keras.layers.Dropout(dropout)
+        self.positions = None
+        if kind in ("attention", "sasrec"):
+            self.positions = tf.keras.layers.Embedding(self.length, embedding_dim, name="positions")
+        if kind == "attention":
+            self.attention_hidden = tf.keras.layers.Dense(embedding_dim, activation="tanh", name="attention_hidden")
+            self.attention_score = tf.keras.layers.Dense(1, use_bias=False, name="attention_score")
+        if kind == "gru":
+            self.gru = tf.keras.layers.GRU(embedding_dim, name="gru")
+        if kind == "sasrec":
+            self.blocks = [
+                {
+                    "norm": tf.keras.layers.LayerNormalization(epsilon=1e-6),
+                    "attention": tf.keras.layers.MultiHeadAttention(1, embedding_dim, dropout=dropout),
+                    "ffn_norm": tf.keras.layers.LayerNormalization(epsilon=1e-6),
+                    "ffn": [
+                        tf.keras.layers.Dense(embedding_dim, activation="relu"),
+                        tf.keras.layers.Dense(embedding_dim),
+                    ],
+                }
+                for _ in range(int(blocks))
+            ]
+            self.final_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.output_layer = tf.keras.layers.Dense(embedding_dim, name="output")
+        self.normalize = normalize
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+        history = tf.cast(inputs["history"], tf.int64)[:, -self.length :]
+        mask = history > 0
+        x = self.dropout(self.item_embedding(history), training=training)
+        weights = tf.cast(mask, x.dtype)[:, :, tf.newaxis]
+        if self.positions is not None:  # position 0 is the latest movie
+            recency = self.positions(tf.range(tf.shape(history)[1] - 1, -1, -1))
+        if self.kind == "mean":
+            summary = tf.reduce_sum(x * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        elif self.kind == "attention":
+            scores = self.attention_score(self.attention_hidden(x + recency))
+            scores = tf.where(mask[:, :, tf.newaxis], scores, tf.fill(tf.shape(scores), -1e9))
+            attention = tf.nn.softmax(scores, axis=1) * weights  # an empty history: all weights 0
+            summary = tf.reduce_sum(attention * x, axis=1)
+        elif self.kind == "gru":
+            summary = self.gru(x, mask=mask, training=training)
+            summary = summary * tf.cast(tf.reduce_any(mask, axis=1, keepdims=True), summary.dtype)
+        else:
+            summary = self._self_attention(x * tf.sqrt(tf.cast(tf.shape(x)[-1], x.dtype)) + recency, mask, training)
+        if self.user_embedding is not None:
+            summary = summary + self.user_embedding(tf.cast(inputs["user_id"], tf.int64))
+        output = self.output_layer(summary)
+        return tf.math.l2_normalize(output, axis=-1) if self.normalize else output
+
+    def _self_attention(self, x: tf.Tensor, mask: tf.Tensor, training: bool | None) -> tf.Tensor:
+        """SASRec's encoder read at the latest position: each position attends to itself and the earlier real
+        movies (causal); the last block only computes the latest position's query."""
+        steps = tf.shape(x)[1]
+        causal = tf.linalg.band_part(tf.ones((steps, steps), tf.bool), -1, 0)
+        allowed = tf.logical_and(causal[tf.newaxis], mask[:, tf.newaxis, :])
+        allowed = tf.logical_or(allowed, tf.eye(steps, dtype=tf.bool)[tf.newaxis])  # never a row with no key
+        padding = tf.cast(mask, x.dtype)[:, :, tf.newaxis]
+        x = self.dropout(x, training=training) * padding
+        for i, block in enumerate(self.blocks):
+            last = i == len(self.blocks) - 1
+            query = x[:, -1:] if last else x
+            query_mask = allowed[:, -1:] if last else allowed
+            normed = block["norm"](query)
+            keys = block["norm"](x)
+            attended = block["attention"](normed, keys, attention_mask=query_mask, training=training)
+            h = query + attended
+            hidden = block["ffn"][1](block["ffn"][0](block["ffn_norm"](h)))
+            h = h + self.dropout(hidden, training=training)
+            x = h if last else h * padding
+        has_history = tf.cast(tf.reduce_any(mask, axis=1, keepdims=True), x.dtype)
+        return self.final_norm(x[:, -1]) * has_history
+
+    def embed(self, histories: np.ndarray, user_ids: np.ndarray | None = None, batch_size: int = 4096) -> np.ndarray:
+        """``[len(histories), embedding_dim]`` user vectors from histories (``data.history``), in batches."""
+        histories = np.asarray(histories, dtype=np.int64)
+        user_ids = np.zeros(len(histories), np.int64) if user_ids is None else np.asarray(user_ids, np.int64)
+        parts = [
+            self({"user_id": user_ids[i : i + batch_size], "history": histories[i : i + batch_size]}).numpy()
+            for i in range(0, len(histories), batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, self.output_layer.units), np.float32)

@@ -26,9 +26,10 @@ import tensorflow_recommenders as tfrs
 
 from twotower_utils.config import ExperimentConfig
 from twotower_utils.data.features import movie_feature_table, movie_sampling_probability, user_feature_table
+from twotower_utils.data.history import latest_histories
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.models.losses import retrieval_loss
-from twotower_utils.models.towers import Tower
+from twotower_utils.models.towers import SequenceTower, Tower
 
 
 class TwoTowerModel(tfrs.Model):
@@ -40,7 +41,7 @@ class TwoTowerModel(tfrs.Model):
 
     def __init__(
         self,
-        user_tower: Tower,
+        user_tower: Tower | SequenceTower,
         movie_tower: Tower,
         task: tfrs.tasks.Retrieval,
         config: ExperimentConfig,
@@ -59,6 +60,7 @@ class TwoTowerModel(tfrs.Model):
         self.catalogue_negatives = config.negatives == "catalogue"
         self.temperature = float(config.temperature)
         self.num_movies = int(movie_tower.lookup.vocabulary_size()) - 1
+        self.sequence = isinstance(user_tower, SequenceTower)
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_ids, movie_ids, user_embeddings, movie_embeddings = self.embed_batch(features, training)
@@ -67,15 +69,20 @@ class TwoTowerModel(tfrs.Model):
     def embed_batch(
         self, features: dict[str, tf.Tensor], training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """A batch's integer user and movie ids and their tower outputs (each tower called once)."""
+        """A batch's integer user and movie ids and their tower outputs (each tower called once).
+
+        A sequence user tower reads ``features["history"]`` too; each row is then its own query (two rows of
+        one user have different histories), so the returned "user ids" are the row numbers: the loss must
+        not merge rows of the same user."""
         user_ids = tf.cast(features["user_id"], tf.int64)
         movie_ids = tf.cast(features["movie_title"], tf.int64)
-        return (
-            user_ids,
-            movie_ids,
-            self.user_tower(user_ids, training=training),
-            self.movie_tower(movie_ids, training=training),
-        )
+        if self.sequence:
+            inputs = {"user_id": user_ids, "history": tf.cast(features["history"], tf.int64)}
+            user_embeddings = self.user_tower(inputs, training=training)
+            user_ids = tf.range(tf.shape(user_ids, out_type=tf.int64)[0])
+        else:
+            user_embeddings = self.user_tower(user_ids, training=training)
+        return user_ids, movie_ids, user_embeddings, self.movie_tower(movie_ids, training=training)
 
     def retrieval_task_loss(
         self,
@@ -129,8 +136,9 @@ class TwoTowerModel(tfrs.Model):
             metric.update_state(user_embeddings, movie_embeddings)
 
 
-def build_towers(config: ExperimentConfig, data: MovieLens) -> tuple[Tower, Tower]:
-    """The user tower (user id) and the movie tower (movie title), with the config's tower switches."""
+def build_towers(config: ExperimentConfig, data: MovieLens) -> tuple[Tower | SequenceTower, Tower]:
+    """The user tower (user id, or with ``config.user_tower`` a ``SequenceTower`` over the user's history that
+    shares the movie tower's embedding table) and the movie tower (movie title), with the config's switches."""
     common = {
         "layers": config.tower_layers,
         "normalize": config.normalize_embeddings,
@@ -138,10 +146,28 @@ def build_towers(config: ExperimentConfig, data: MovieLens) -> tuple[Tower, Towe
     }
     user_side = user_feature_table(data, config.user_features) if config.user_features else None
     movie_side = movie_feature_table(data, config.movie_features) if config.movie_features else None
-    user_tower = Tower(data.user_vocabulary, config.embedding_dim, user_side, name="user_tower", **common)
+    # the report's order: the id tower's weights are drawn first (the same seed gives the same model as before)
+    if config.user_tower == "id":
+        user_tower = Tower(data.user_vocabulary, config.embedding_dim, user_side, name="user_tower", **common)
+        movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
+        for tower in (user_tower, movie_tower):
+            tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
+        return user_tower, movie_tower
     movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
-    for tower in (user_tower, movie_tower):
-        tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
+    movie_tower(tf.constant([0], dtype=tf.int64))
+    user_tower = SequenceTower(
+        config.user_tower,
+        movie_tower.embedding,  # the history's movies share the movie tower's table
+        config.embedding_dim,
+        config.history_length,
+        num_users=data.num_users,
+        use_user_id=config.use_user_id,
+        blocks=config.sequence_blocks,
+        dropout=config.sequence_dropout,
+        normalize=config.normalize_embeddings,
+        name="user_tower",
+    )
+    user_tower({"user_id": tf.constant([0], tf.int64), "history": tf.zeros((1, config.history_length), tf.int64)})
     return user_tower, movie_tower
 
 
@@ -197,6 +223,18 @@ def parameter_counts(model: TwoTowerModel) -> dict[str, int]:
         "user_tower": int(model.user_tower.count_params()),
         "movie_tower": int(model.movie_tower.count_params()),
     }
+
+
+def user_table(model: TwoTowerModel, history_frame: pd.DataFrame | None = None) -> tf.Tensor:
+    """Every user id's query vector, row ``i`` for id ``i``: the id tower's table, or a sequence tower's
+    reading of each user's last ``history_length`` ratings in ``history_frame`` (the training frame)."""
+    if not isinstance(model.user_tower, SequenceTower):
+        return model.user_tower.embed_all()
+    if history_frame is None:
+        raise ValueError("a sequence user tower needs the frame whose ratings are the users' histories")
+    users = np.arange(model.user_tower.num_users + 1)
+    histories = latest_histories(history_frame, users, model.user_tower.length)
+    return tf.constant(model.user_tower.embed(histories, users))
 
 
 def in_batch_scores(model: TwoTowerModel, user_ids: tf.Tensor, movie_ids: tf.Tensor) -> tf.Tensor:
