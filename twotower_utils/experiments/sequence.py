@@ -37,6 +37,7 @@ from twotower_utils.evaluation.counting import filtered_topk_accuracy, seen_matr
 from twotower_utils.evaluation.metrics import model_scores, ranking_metrics
 from twotower_utils.experiments import comparison
 from twotower_utils.results import write_json_atomic
+from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
 
 PROG = "python -m twotower_utils sequence"
@@ -167,7 +168,7 @@ def run_sequence(config: ExperimentConfig, data: MovieLens, split: Split, seeds:
     """Train ``config`` once per seed on ``split.train``; each user's query is their training history."""
     runs = []
     exclude = seen(split.train, data)
-    for seed in seeds:
+    for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
         result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
         scores = model_scores(result.model, split.train)
         runs.append({**measures(scores, exclude, split.test), "seconds": result.seconds})
@@ -179,7 +180,7 @@ def run_protocol(
     protocol: str,
     towers: dict[str, ExperimentConfig],
     seeds: Sequence[int],
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
     lambdas: Sequence[float] = RECENCY_LAMBDAS,
 ) -> dict[str, Any]:
     """One protocol: the baselines (chosen on its validation; recency-weighted EASE over ``lambdas``) and each
@@ -252,7 +253,7 @@ def run_unseen(
     config = config.replace(use_user_id=False)
     name = tower_name(config)
     runs[name] = []
-    for seed in seeds:
+    for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
         result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
         users = result.model.user_tower.embed(histories[:, -config.history_length :])
         movies = result.model.movie_tower.embed_all().numpy()
@@ -353,7 +354,7 @@ TUNE_TOWERS: tuple[dict[str, Any], ...] = (
 TUNE_LENGTHS = (10, 25, 100)  # and 50, the towers' own
 
 
-def tune(data: MovieLens, protocols: Sequence[str], epochs: int, seed: int, log: Callable[[str], None] = print) -> dict:
+def tune(data: MovieLens, protocols: Sequence[str], epochs: int, seed: int, log: Callable[[str], None] = say) -> dict:
     """Per protocol: each tower of ``TUNE_TOWERS`` (L 50) with its validation HR@10 after every epoch; then the
     best tower's L over ``TUNE_LENGTHS``; and the baselines' choices."""
     found: dict[str, Any] = {}
