@@ -38,3 +38,29 @@ def test_progress_is_quiet_when_nobody_watches(monkeypatch, capsys):
     monkeypatch.setenv(runtime.HEADLESS_ENV, "1")
     assert list(runtime.progress(range(3), desc="seeds")) == [0, 1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_tensorflow_info_lines_are_held_back_only_inside_the_block(caplog):
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    logger.setLevel(logging.INFO)
+    try:
+        with caplog.at_level(logging.INFO, logger="tensorflow"):
+            with runtime.tensorflow_warnings_only():
+                logger.info("Assets written to: /tmp/x/assets")
+                logger.warning("a real warning")
+            logger.info("after the block")
+        assert [r.getMessage() for r in caplog.records] == ["a real warning", "after the block"]
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
+def test_scann_build_info_lines_are_dropped_and_its_warnings_kept(capfd):
+    banner = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    info = "I0000 00:00:1796132725.842489   17658 kmeans_tree_partitioner_utils.h:90] PartitionerFactory ran in 10ms.\n"
+    warning = "W0000 00:00:1796132725.619205   17658 gmm_utils.cc:1026] Could not normalize centroid due to zero norm\n"
+    with runtime.filtered_stderr(runtime.SCANN_INFO):
+        for line in (banner, info, warning):
+            os.write(2, line.encode())
+    assert capfd.readouterr().err == warning

@@ -29,18 +29,25 @@ STARTUP_NOISE = (
     re.compile(r"cuda_platform\.cc:\d+\] failed call to cuInit"),
     re.compile(r"cuda_(executor|diagnostics)\.cc:\d+\] .*(kernel driver does not appear|no NVIDIA GPU device)"),
 )
+# ScaNN's C++ (its own absl logging, which TF_CPP_MIN_LOG_LEVEL does not reach) reports every index build at
+# info level; its warnings (W...) and errors (E...) pass
+SCANN_INFO = (
+    re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
+    re.compile(r"^I\d{4} [\d:. ]+\d+ (partitioner_factory_base|kmeans_tree_partitioner_utils|scann_builder|"
+               r"partitioner_factory|brute_force|scann_ops)[\w.]*:\d+\]"),
+)  # fmt: skip
 SHOW_STARTUP_ENV = "TWOTOWER_SHOW_TF_STARTUP"
 HEADLESS_ENV = "TWOTOWER_HEADLESS"
 
 
-def is_noise(line: str) -> bool:
-    return any(pattern.search(line) for pattern in STARTUP_NOISE)
+def is_noise(line: str, noise=STARTUP_NOISE) -> bool:
+    return any(pattern.search(line) for pattern in noise)
 
 
 @contextlib.contextmanager
-def filtered_stderr() -> Iterator[None]:
+def filtered_stderr(noise=STARTUP_NOISE) -> Iterator[None]:
     """Send file descriptor 2 to a temporary file for the block, then pass on every line of it to
-    stderr except ``STARTUP_NOISE`` (C++ writes straight to the descriptor, not ``sys.stderr``)."""
+    stderr except those matching ``noise`` (C++ writes straight to the descriptor, not ``sys.stderr``)."""
     with contextlib.suppress(Exception):
         sys.stderr.flush()
     try:
@@ -56,7 +63,8 @@ def filtered_stderr() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
-            kept = [line for line in capture.read().decode(errors="replace").splitlines(True) if not is_noise(line)]
+            lines = capture.read().decode(errors="replace").splitlines(True)
+            kept = [line for line in lines if not is_noise(line, noise)]
             if kept:
                 os.write(2, "".join(kept).encode())
 
@@ -86,6 +94,21 @@ def quiet_device_scan() -> bool:
     quiet_scan._twotower_quiet = True
     context.Context._initialize_physical_devices = quiet_scan
     return True
+
+
+@contextlib.contextmanager
+def tensorflow_warnings_only() -> Iterator[None]:
+    """TensorFlow's Python logger at WARNING for the block: ``tf.saved_model.save`` logs
+    "INFO:tensorflow:Assets written to: ..." whenever something has turned INFO on (absl, TFDS)."""
+    import logging
+
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _interactive() -> bool:

@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.evaluation.baselines import popularity_scores
+from twotower_utils.runtime import tensorflow_warnings_only
 from twotower_utils.serving.index import ScannOptions, build_scann, default_scann_options
 
 INDEX_KINDS = ("exact", "scann")
@@ -333,7 +334,8 @@ def export_model(
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=base, prefix=f".staging-{version}-"))  # TF Serving skips non-numbers
     try:
-        tf.saved_model.save(module, str(staging), signatures=signatures, options=options)
+        with tensorflow_warnings_only():
+            tf.saved_model.save(module, str(staging), signatures=signatures, options=options)
         metadata = {
             "format": FORMAT_VERSION,
             "index": index,

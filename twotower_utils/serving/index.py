@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from twotower_utils.runtime import SCANN_INFO, filtered_stderr
+
 
 @dataclass(frozen=True)
 class ScannOptions:
@@ -99,7 +101,8 @@ def build_scann(candidates: np.ndarray, options: ScannOptions, k: int = 10, api:
         builder = builder.reorder(options.reorder, quantize=ReorderType.INT8)
     else:
         builder = builder.reorder(options.reorder)
-    return builder.build()
+    with filtered_stderr(SCANN_INFO):  # the build's info lines; warnings and errors pass
+        return builder.build()
 
 
 SCORE_BUDGET = 256 << 20  # bytes of scores exact search holds at once
