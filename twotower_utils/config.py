@@ -146,20 +146,19 @@ class ExperimentConfig:
             raise ConfigError(f"sequence_dropout must be a number from 0 to below 1, got {self.sequence_dropout!r}")
         if not isinstance(self.use_user_id, bool):
             raise ConfigError("use_user_id must be True or False")
-        defaults = ExperimentConfig.__dataclass_fields__
         if self.user_tower == "id":
-            changed = [n for n in SEQUENCE_FIELDS if getattr(self, n) != defaults[n].default]
+            changed = _changed_fields(self, SEQUENCE_FIELDS)
             if changed:
                 raise ConfigError(
                     f"{', '.join(changed)}: only for a sequence user tower (user_tower={USER_TOWERS[1:]})"
                 )
         else:
-            clash = [n for n in ("user_features", "tower_layers") if getattr(self, n) != defaults[n].default]
+            clash = _changed_fields(self, ("user_features", "tower_layers"))
             clash += [n for n in ("rating_task",) if getattr(self, n)]
             clash += ["ranking_head"] if self.ranking_head != "none" else []
             if clash:
                 raise ConfigError(f"{', '.join(clash)}: not available with a sequence user tower ({self.user_tower!r})")
-            if self.user_tower != "sasrec" and self.sequence_blocks != defaults["sequence_blocks"].default:
+            if self.user_tower != "sasrec" and _changed_fields(self, ("sequence_blocks",)):
                 raise ConfigError("sequence_blocks: only for user_tower='sasrec'")
 
     def _check_ranking(self) -> None:
@@ -174,15 +173,14 @@ class ExperimentConfig:
                 raise ConfigError(f"{name} must be a number from 0 to 1e6, got {value!r}")
         if not isinstance(self.implicit_feedback, bool):
             raise ConfigError("implicit_feedback must be True or False")
-        defaults = ExperimentConfig.__dataclass_fields__
         if self.ranking_head == "none":
-            changed = [n for n in RANKING_FIELDS if getattr(self, n) != defaults[n].default]
+            changed = _changed_fields(self, RANKING_FIELDS)
             if changed:
                 raise ConfigError(
                     f"{', '.join(changed)}: only for the rating model (ranking_head='mf', 'mlp' or 'dcn')"
                 )
         else:
-            changed = [n for n in RETRIEVAL_ONLY_FIELDS if getattr(self, n) != defaults[n].default]
+            changed = _changed_fields(self, RETRIEVAL_ONLY_FIELDS)
             if changed:
                 raise ConfigError(f"{', '.join(changed)}: retrieval switches, not for the rating model (ranking_head)")
 
@@ -196,8 +194,7 @@ class ExperimentConfig:
         if not isinstance(self.rating_task, bool) or not isinstance(self.rating_stop_gradient, bool):
             raise ConfigError("rating_task and rating_stop_gradient must be True or False")
         if not self.rating_task:
-            defaults = ExperimentConfig.__dataclass_fields__
-            changed = [n for n in MULTITASK_FIELDS if getattr(self, n) != defaults[n].default]
+            changed = _changed_fields(self, MULTITASK_FIELDS)
             if changed:
                 raise ConfigError(f"{', '.join(changed)}: only for the multitask model (rating_task=True)")
         elif self.retrieval_weight == 0 and self.rating_weight == 0:
@@ -230,6 +227,12 @@ class ExperimentConfig:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _changed_fields(config: ExperimentConfig, names) -> list[str]:
+    """Those of ``names`` whose value differs from the field's default (a switch set where it has no effect)."""
+    fields = ExperimentConfig.__dataclass_fields__
+    return [name for name in names if getattr(config, name) != fields[name].default]
 
 
 def _is_number(value: Any) -> bool:
