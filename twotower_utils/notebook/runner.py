@@ -17,6 +17,7 @@ import argparse
 import ast
 import contextlib
 import difflib
+import functools
 import logging
 import os
 import signal
@@ -97,6 +98,7 @@ def plan_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> dict[P
 _KERNELS: weakref.WeakSet = weakref.WeakSet()  # the kernel managers of this run, to stop on a signal
 
 
+@functools.cache
 def _kernel_manager_class():
     from jupyter_client import AsyncKernelManager
 
@@ -223,17 +225,15 @@ STOP_GRACE_SECONDS = 15  # after that, a run still not out of papermill is inter
 def _on_signal(signum, frame):
     """First Ctrl-C/SIGTERM: kill the running kernel and let papermill return (as for any dead kernel),
     so its event loop is never abandoned half-way; with no kernel running, stop here.  Second: stop here."""
-    if _STOPPING.is_set() or not _kill_kernels_after_flag(signum):
+    if _STOPPING.is_set():
+        raise Interrupted(signum)
+    _STOPPING.signum = signum
+    _STOPPING.set()
+    if not _kill_kernels():
         raise Interrupted(signum)
     _STOPPING.watchdog = threading.Timer(STOP_GRACE_SECONDS, _thread.interrupt_main, args=(signum,))
     _STOPPING.watchdog.daemon = True
     _STOPPING.watchdog.start()
-
-
-def _kill_kernels_after_flag(signum: int) -> bool:
-    _STOPPING.signum = signum
-    _STOPPING.set()
-    return _kill_kernels()
 
 
 def _record_run(output_dir: Path, parameters: dict, timings: dict[str, float]) -> None:
