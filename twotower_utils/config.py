@@ -59,6 +59,9 @@ class ExperimentConfig:
     ks: tuple[int, ...] = (1, 5, 10, 50, 100)
     metrics_in_training: bool = False
     jit_compile: bool = False
+    # The MovieLens set (issue 14): "100k" (the report's), "1m", "20m", "25m", "latest-small" through TFDS, or a
+    # synthetic set of a set's shape, "synthetic-<set>[-<ratings>]" (data.synthetic), e.g. "synthetic-25m-1000000"
+    dataset: str = "100k"
     # Two-tower switches (issue 4); every default keeps the report's recipe.
     logq_correction: float = 0.0  # subtract this times log(training frequency) of each in-batch candidate
     remove_accidental_hits: bool = False  # a batch's other copies of the positive movie are no negatives
@@ -105,6 +108,7 @@ class ExperimentConfig:
         _check_int(self, "batch_size", 1, 1_000_000)
         _check_int(self, "eval_batch_size", 1, 1_000_000)
         _check_int(self, "seed", 0, 2**31 - 1)
+        self._check_dataset()
         if not _is_number(self.learning_rate) or not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
         if not _is_number(self.train_fraction) or not 0 < self.train_fraction < 1:
@@ -136,6 +140,22 @@ class ExperimentConfig:
         self._check_multitask()
         self._check_ranking()
         self._check_sequence()
+
+    def _check_dataset(self) -> None:
+        from twotower_utils.data.sets import DATASETS, check_dataset_name, parse_synthetic_name
+
+        try:
+            check_dataset_name(self.dataset)
+        except ValueError as error:
+            raise ConfigError(f"dataset: {error}") from None
+        shape = parse_synthetic_name(self.dataset)[0] if self.dataset.startswith("synthetic-") else self.dataset
+        demographic = [f for f in self.user_features if f in USER_FEATURES]
+        if demographic and not DATASETS[shape].demographics:
+            have = ", ".join(name for name, facts in DATASETS.items() if facts.demographics)
+            raise ConfigError(
+                f"user_features={tuple(demographic)!r} need user demographics, which MovieLens {shape} does not "
+                f"have (only {have} do); leave user_features empty for dataset={self.dataset!r}"
+            )
 
     def _check_sequence(self) -> None:
         if self.user_tower not in USER_TOWERS:

@@ -16,14 +16,15 @@ from twotower_utils.training import TrainingResult, build_for, train
 
 
 @functools.lru_cache(maxsize=4)
-def load_data(data_dir: str | None = None, download: bool = True) -> MovieLens:
-    """``MovieLens.load`` once per process (notebooks and widgets call it repeatedly)."""
-    return MovieLens.load(data_dir, download)
+def load_data(data_dir: str | None = None, download: bool = True, dataset: str = "100k") -> MovieLens:
+    """``MovieLens.load`` once per process (notebooks and widgets call it repeatedly); ``dataset`` as
+    ``ExperimentConfig.dataset`` (a real set through TFDS, or a synthetic one)."""
+    return MovieLens.load(data_dir, download, dataset=dataset)
 
 
 def prepare(config: ExperimentConfig, data_dir: str | None = None) -> tuple[MovieLens, Split]:
-    """The data and the config's split."""
-    data = load_data(data_dir)
+    """The config's data set and split."""
+    data = load_data(data_dir, dataset=config.dataset)
     return data, make_split(data, config.split, config.seed, config.train_fraction)
 
 
