@@ -1,5 +1,7 @@
 """The training input pipeline."""
 
+import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -27,3 +29,34 @@ def test_ratings_travel_with_the_ids_in_the_same_order(tiny_split):
     assert ordered["user_rating"].numpy().tolist() == pytest.approx(expected.tolist())
     with pytest.raises(ValueError, match="user_rating"):
         interactions_dataset(tiny_split.train.drop(columns=["user_rating"]), 10, ratings=True)
+
+
+def _epochs(dataset, count=2):
+    return [np.concatenate([b["user_id"].numpy() for b in dataset]) for _ in range(count)]
+
+
+def test_index_shuffle_visits_every_row_once_per_epoch_in_a_new_seeded_order():
+    frame = pd.DataFrame({"user_idx": np.arange(1, 101), "movie_idx": np.arange(101, 201)})
+    dataset = interactions_dataset(frame, 16, seed=5, shuffle_mode="indices")
+    first, second = _epochs(dataset)
+    assert sorted(first) == sorted(second) == list(range(1, 101))  # a permutation each epoch
+    assert not np.array_equal(first, second)  # reshuffled
+    batch = next(iter(dataset))
+    assert np.array_equal(batch["movie_title"].numpy() - 100, batch["user_id"].numpy())  # rows stay whole
+    again = interactions_dataset(frame, 16, seed=5, shuffle_mode="indices")
+    assert all(np.array_equal(a, b) for a, b in zip(_epochs(again), (first, second), strict=True))  # same seed
+    other = interactions_dataset(frame, 16, seed=6, shuffle_mode="indices")
+    assert not np.array_equal(_epochs(other, 1)[0], first)
+
+
+def test_auto_shuffle_switches_to_indices_above_the_limit(monkeypatch):
+    import twotower_utils.data.pipeline as pipeline
+
+    frame = pd.DataFrame({"user_idx": np.arange(1, 41), "movie_idx": np.arange(1, 41)})
+    elements = _epochs(interactions_dataset(frame, 8, seed=1), 1)[0]
+    monkeypatch.setattr(pipeline, "ELEMENT_SHUFFLE_LIMIT", 10)
+    auto = _epochs(interactions_dataset(frame, 8, seed=1), 1)[0]
+    indices = _epochs(interactions_dataset(frame, 8, seed=1, shuffle_mode="indices"), 1)[0]
+    assert np.array_equal(auto, indices) and not np.array_equal(auto, elements)
+    with pytest.raises(ValueError, match="shuffle_mode must be one of"):
+        interactions_dataset(frame, 8, shuffle_mode="blocks")
