@@ -1,5 +1,6 @@
 """Splits: the report's random 80/20, time-respecting splits and validation parts carved from training."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -85,3 +86,14 @@ def test_leave_one_out_and_its_validation_hold_out_each_users_latest_ratings(tin
         assert len(validation.train) + len(validation.test) == len(split.train)
     with pytest.raises(ValueError, match="strictly between"):
         hold_out_latest(split.train, 1.0)
+
+
+def test_large_frames_are_shuffled_without_a_per_row_buffer(monkeypatch):
+    import twotower_utils.data.pipeline as pipeline
+    from twotower_utils.data.splits import shuffled_order
+
+    tutorial = shuffled_order(50, seed=42)
+    monkeypatch.setattr(pipeline, "ELEMENT_SHUFFLE_LIMIT", 10)
+    large = shuffled_order(50, seed=42)
+    assert sorted(large) == list(range(50)) and not np.array_equal(large, tutorial)
+    assert np.array_equal(large, shuffled_order(50, seed=42))

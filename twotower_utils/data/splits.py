@@ -23,7 +23,13 @@ class Split:
 
 def shuffled_order(num_rows: int, seed: int) -> np.ndarray:
     """The order TFRS's tutorial gets from ``tf.random.set_seed(seed)`` and
-    ``ratings.shuffle(num_rows, seed=seed, reshuffle_each_iteration=False)``."""
+    ``ratings.shuffle(num_rows, seed=seed, reshuffle_each_iteration=False)``.  Above
+    ``pipeline.ELEMENT_SHUFFLE_LIMIT`` rows, where that buffer would hold a tensor per rating (~11 GB for 25M),
+    a numpy permutation of the same seed instead (another order, 8 bytes a row)."""
+    from twotower_utils.data.pipeline import ELEMENT_SHUFFLE_LIMIT
+
+    if num_rows > ELEMENT_SHUFFLE_LIMIT:
+        return np.random.default_rng(seed).permutation(num_rows)
     tf.random.set_seed(seed)
     order = tf.data.Dataset.range(num_rows).shuffle(num_rows, seed=seed, reshuffle_each_iteration=False)
     return order.batch(num_rows).get_single_element().numpy()
