@@ -16,14 +16,15 @@ EPOCHS ?=
 LEARNING_RATE ?=
 BATCH_SIZE ?=
 SEED ?=
+DATASET ?=
 PARAMS ?=
 RUN_PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPOCHS),-p epochs=$(EPOCHS)) \
          $(if $(LEARNING_RATE),-p learning_rate=$(LEARNING_RATE)) $(if $(BATCH_SIZE),-p batch_size=$(BATCH_SIZE)) \
-         $(if $(SEED),-p seed=$(SEED)) $(foreach p,$(PARAMS),-p $(p))
+         $(if $(SEED),-p seed=$(SEED)) $(if $(DATASET),-p dataset=$(DATASET)) $(foreach p,$(PARAMS),-p $(p))
 
 # Variables this Makefile reads from the command line; any other `make X=...` is a typo and stops here.
-KNOWN_VARIABLES = PYTHON VENV KERNEL OUTPUT_DIR EMBEDDING_DIM EPOCHS LEARNING_RATE BATCH_SIZE SEED PARAMS DIMS SEEDS \
-         SWEEP_DIR FOLDS GRID INDEX FROM EXPORT_DIR K USER CATALOGUES MT_FOLDS RK_FOLDS SEQ_EPOCHS LAB_PORT
+KNOWN_VARIABLES = PYTHON VENV KERNEL OUTPUT_DIR EMBEDDING_DIM EPOCHS LEARNING_RATE BATCH_SIZE SEED DATASET PARAMS DIMS \
+         SEEDS SWEEP_DIR FOLDS GRID INDEX FROM EXPORT_DIR K USER CATALOGUES MT_FOLDS RK_FOLDS SEQ_EPOCHS LAB_PORT SIZES WORKERS
 COMMAND_LINE_VARIABLES = $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN_VARIABLES = $(filter-out $(KNOWN_VARIABLES),$(COMMAND_LINE_VARIABLES))
 ifneq ($(strip $(UNKNOWN_VARIABLES)),)
@@ -34,7 +35,7 @@ export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
-        multitask-tune ranking-tune sequence-tune clean
+        multitask-tune ranking-tune sequence-tune bench-scale clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,7 +61,7 @@ $(VENV)/.installed-%: requirements.txt constraints.txt pyproject.toml jupyter/ov
 	echo $* > $(VENV)/.python-version
 	touch $@
 
-run-notebooks: setup ## run the numbered notebooks headless into results/ (EMBEDDING_DIM=, EPOCHS=, PARAMS=...)
+run-notebooks: setup ## run the numbered notebooks headless into results/ (EMBEDDING_DIM=, EPOCHS=, DATASET=, PARAMS=...)
 	$(BIN)/python -m twotower_utils run --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(RUN_PARAMS)
 
 test: setup ## run the tests (unit tests and the notebooks' smoke run; needs TFDS_DATA_DIR)
@@ -80,6 +81,12 @@ format: setup ## ruff format everything (notebooks included)
 
 bench: setup ## training speed: the TFRS tutorial's loop vs the package's, printed and in results/bench
 	$(BIN)/python benchmarks/bench_training.py --output $(OUTPUT_DIR)/bench/training.json
+
+# Scaling benchmark (issue 14, notebook 11): synthetic sets of ML-25M's shape, one process and 2 local workers.
+SIZES   ?= 1000000,10000000,25000000
+WORKERS ?= 1,2
+bench-scale: setup ## epoch/evaluation time and peak RSS vs data size on synthetic ML-25M-shaped sets (SIZES=, WORKERS=)
+	$(BIN)/python benchmarks/bench_scale.py --sizes $(SIZES) --workers $(WORKERS) --output $(OUTPUT_DIR)/bench/scale.json
 
 LAB_PORT ?= 8888
 lab: setup ## JupyterLab on the notebooks, with the twotower kernel (no news pop-up)

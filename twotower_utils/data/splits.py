@@ -39,10 +39,9 @@ def random_split(data: MovieLens, seed: int = 42, train_fraction: float = 0.8) -
     """The seed report's random split: shuffle everything once, first 80% train, rest test."""
     order = shuffled_order(len(data.ratings), seed)
     num_train = int(round(len(order) * train_fraction))
-    shuffled = data.ratings.iloc[order].reset_index(drop=True)
-    return Split(
-        shuffled.iloc[:num_train].reset_index(drop=True), shuffled.iloc[num_train:].reset_index(drop=True), "random"
-    )
+    # each part taken straight from the ratings: no shuffled copy of the whole frame (1 GB at 25M)
+    train = data.ratings.iloc[order[:num_train]].reset_index(drop=True)
+    return Split(train, data.ratings.iloc[order[num_train:]].reset_index(drop=True), "random")
 
 
 def temporal_split(data: MovieLens, train_fraction: float = 0.8) -> Split:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -129,5 +130,26 @@ def plot_latency_recall(comparisons: Sequence[dict], k: int = 10):
     )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_scaling(table):
+    """Seconds against the number of ratings (log-log): one epoch and one exact evaluation, one line per number
+    of workers (``make bench-scale`` rows), with the issue's 25M targets as dotted lines."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (step, label, colour), workers in itertools.product(
+        (("epoch_s", "one epoch", "C0"), ("evaluation_s", "exact evaluation", "C1")), sorted(set(table["workers"]))
+    ):
+        rows = table[table["workers"] == workers].sort_values("ratings")
+        style = "o-" if workers == 1 else "s--"
+        ax.plot(rows["ratings"], rows[step], style, color=colour, label=f"{label}, {workers} worker(s)")
+    for target, label, colour in ((60, "epoch target", "C0"), (120, "evaluation target", "C1")):
+        ax.axhline(target, color=colour, linestyle=":", linewidth=1, label=f"{label} ({target} s at 25M)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="ratings (synthetic, ML-25M's shape)", ylabel="seconds", title="Time against data size")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
