@@ -113,6 +113,7 @@ SMALL = {
     "history_length": 10,  # notebook 10: short histories, one point of the quality-vs-L curve, one EASE lambda
     "history_lengths": "10",
     "recency_lambdas": "200",
+    "num_ratings": 30_000,  # notebook 11: a small synthetic set of ML-25M's shape
 }
 
 
