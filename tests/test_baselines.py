@@ -73,3 +73,36 @@ def test_recency_ease_is_tuned_on_validation(tiny_data, tiny_split):
     )
     assert set(found) == {(1.0, 0.0, 2.0), (1.0, 5.0, 2.0), (1.0, 5.0, 8.0)}  # a = 0 needs no tau
     assert found[(best["lambda"], best["a"], best["tau"])] == max(found.values())
+
+
+def test_ease_refuses_a_catalogue_too_large_for_its_dense_inverse_and_says_what_it_needs():
+    train = pairs_frame([(1, 1)])
+    # MovieLens 25M's catalogue: three float64 59,048 x 59,048 arrays, 83.7 GB; nothing is allocated
+    with pytest.raises(ValueError, match=r"EASE on 59,047 movies .* = 83\.7 GB, over the limit of 4\.3 GB"):
+        baselines.ease_scores(train, 162_541, 59_047, lam=100.0)
+    with pytest.raises(ValueError, match=r"max_bytes"):
+        baselines.ease_weights(np.zeros((3, 5)), 1.0, max_bytes=100)
+    with pytest.raises(ValueError, match=r"the most-popular score matrix needs 1 dense float64 array"):
+        baselines.popularity_scores(train, 162_541, 59_047)
+    with pytest.raises(ValueError, match="the interaction matrix"):
+        baselines.interaction_matrix(train, 162_541, 59_047)
+    with pytest.raises(ValueError, match="EASE on"):
+        baselines.tune_ease(train, train, 162_541, 59_047)
+    assert baselines.ease_scores(train, 3, 4, 1.0, max_bytes=10_000).shape == (4, 5)
+
+
+def test_popularity_scorer_ranks_like_the_popularity_matrix_without_one():
+    from twotower_utils.evaluation.metrics import evaluate_scores, top_k_lists
+
+    train = pairs_frame([(1, 3), (2, 3), (3, 3), (1, 2), (2, 4), (3, 1), (3, 2)])  # 3 > 2 > 1 = 4 (ties: lower id)
+    test = pairs_frame([(1, 1), (2, 2), (3, 4), (1, 4)])
+    scorer = baselines.PopularityScorer(train, 3, 5)
+    matrix = baselines.popularity_scores(train, 3, 5)
+    assert scorer.rows(np.array([1, 2])).shape == (2, 5)
+    assert top_k_lists(scorer, 5, users=[1]).tolist() == [[3, 2, 1, 4, 5]]
+    np.testing.assert_array_equal(top_k_lists(scorer, 5), top_k_lists(matrix, 5))
+    from twotower_utils.evaluation.metrics import evaluate
+
+    assert evaluate(scorer, train, test, 3, 5, (1, 2, 5), user_batch=2) == evaluate_scores(
+        matrix, train, test, 3, 5, (1, 2, 5)
+    )

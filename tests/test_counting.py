@@ -131,3 +131,22 @@ def test_the_same_core_for_towers_and_their_score_matrix(hand_model):
 def test_something_that_cannot_score_is_one_clear_error():
     with pytest.raises(TypeError, match="pass a two-tower model or a score matrix"):
         topk_accuracy([[1.0]], pairs_frame([(1, 1)]))
+
+
+def test_sparse_seen_movies_and_capped_counts_give_the_dense_numbers(hand_model):
+    from twotower_utils.evaluation.counting import SeenMovies
+
+    test = pairs_frame([(1, 1), (1, 3), (1, 4), (1, 2), (2, 2)])
+    train = pairs_frame([(1, 1), (1, 3), (2, 4)])
+    dense, sparse = seen_matrix(train, 2, 4), SeenMovies.from_frame(train, 2, 4)
+    for tfrs_compatible in (False, True):
+        np.testing.assert_array_equal(
+            candidates_beating(hand_model, test, exclude=dense, tfrs_compatible=tfrs_compatible),
+            candidates_beating(hand_model, test, exclude=sparse, tfrs_compatible=tfrs_compatible),
+        )
+    full = candidates_beating(HAND_SCORES, HAND_TEST)
+    capped = candidates_beating(HAND_SCORES, HAND_TEST, at_most=2)
+    assert list(full) == [2, 4, 0] and list(np.minimum(capped, 2)) == [2, 2, 0]  # exact below 2, else >= 2
+    assert np.all(capped[full >= 2] >= 2)
+    with pytest.raises(ValueError, match="exclude covers"):
+        candidates_beating(HAND_SCORES, HAND_TEST, exclude=SeenMovies.from_frame(HAND_TRAIN, 2, 4))

@@ -7,6 +7,7 @@ from tests.conftest import HAND_SCORES, HAND_TEST, HAND_TRAIN, pairs_frame
 from twotower_utils.evaluation.counting import seen_matrix
 from twotower_utils.evaluation.metrics import (
     coverage,
+    evaluate,
     evaluate_scores,
     graded_metrics,
     popularity_bias,
@@ -56,3 +57,137 @@ def test_graded_metrics_by_hand():
     assert result["mean rating of hits@2"] == 4.0
     with pytest.raises(ValueError, match="user_rating"):
         graded_metrics(HAND_SCORES, HAND_TEST, k=2)
+
+
+def dense_reference(scores, train, test, num_users, num_movies, ks, list_k=10):
+    """The metrics the slow, obviously-right way (the dense code this package had before user batches): a
+    full stable argsort of every test user's row and a brute-force count per test interaction."""
+    seen = np.zeros((num_users + 1, num_movies + 1), dtype=bool)
+    seen[train["user_idx"].to_numpy(), train["movie_idx"].to_numpy()] = True
+    relevant = np.zeros_like(seen)
+    relevant[test["user_idx"].to_numpy(), test["movie_idx"].to_numpy()] = True
+    users_of, movies_of = test["user_idx"].to_numpy(), test["movie_idx"].to_numpy()
+    rows = scores[users_of, 1:]
+    positives = scores[users_of, movies_of][:, None]
+    itself = np.arange(1, num_movies + 1)[None, :] == movies_of[:, None]
+    unfiltered = ((rows > positives) & ~itself).sum(axis=1)
+    filtered = ((rows > positives) & ~itself & ~seen[users_of, 1:]).sum(axis=1)
+    users = np.unique(users_of)
+    ranked = scores[users, 1:].astype(np.float64).copy()
+    ranked[seen[users, 1:]] = -np.inf
+    order = np.argsort(-ranked, axis=1, kind="stable") + 1
+    gains = np.take_along_axis(relevant[users], order, axis=1) & ~np.take_along_axis(seen[users], order, axis=1)
+    num_relevant = relevant[users, 1:].sum(axis=1)
+    positions = np.arange(1, gains.shape[1] + 1)
+    ranking = {}
+    for k in [k for k in ks if k <= list_k] or [list_k]:
+        top = gains[:, :k].astype(np.float64)
+        hits = top.sum(axis=1)
+        ideal_count = np.minimum(num_relevant, k)
+        discounts = 1.0 / np.log2(positions[:k] + 1)
+        idcg = np.array([discounts[:n].sum() for n in ideal_count])
+        ranking[f"recall@{k}"] = float(np.mean(hits / num_relevant))
+        ranking[f"precision@{k}"] = float(np.mean(hits / k))
+        ranking[f"ndcg@{k}"] = float(np.mean((top * discounts).sum(axis=1) / idcg))
+        precision_at = np.cumsum(top, axis=1) / positions[:k]
+        ranking[f"map@{k}"] = float(np.mean((precision_at * top).sum(axis=1) / ideal_count))
+    first = np.where(gains.any(axis=1), gains.argmax(axis=1) + 1, np.inf)
+    ranking["mrr"] = float(np.mean(1.0 / first))
+    lists = order[:, :list_k]
+    return {
+        "hit_rate": {k: float(np.mean(unfiltered < k)) for k in ks},
+        "hit_rate_filtered": {k: float(np.mean(filtered < k)) for k in ks},
+        "ranking": ranking,
+        f"coverage@{list_k}": coverage(lists, num_movies),
+        f"popularity@{list_k}": popularity_bias(lists, train, num_movies),
+    }
+
+
+def random_case(seed=0, num_users=30, num_movies=50, levels=4):
+    """Scores with many ties (a few integer levels), users who saw most of the catalogue, test movies that
+    were also seen, and repeated test pairs."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, size=(num_users + 1, num_movies + 1)).astype(np.float64)
+    pairs = list(zip(rng.integers(1, num_users + 1, 600), rng.integers(1, num_movies + 1, 600), strict=True))
+    train = pairs_frame(pairs + [(1, m) for m in range(1, num_movies - 2)])  # user 1 saw all but three
+    draws = zip(rng.integers(1, num_users + 1, 200), rng.integers(1, num_movies + 1, 200), strict=True)
+    test = pairs_frame(list(draws))
+    return scores, train, test, num_users, num_movies
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_evaluation_equals_a_brute_force_reference_with_ties_and_seen_movies(seed):
+    scores, train, test, num_users, num_movies = random_case(seed)
+    expected = dense_reference(scores, train, test, num_users, num_movies, (1, 3, 10, 40, 60), list_k=10)
+    for user_batch in (1, 7, 1000):
+        got = evaluate(scores, train, test, num_users, num_movies, (1, 3, 10, 40, 60), 10, user_batch)
+        assert got == expected
+    assert evaluate_scores(scores, train, test, num_users, num_movies, (1, 3, 10, 40, 60)) == expected
+
+
+def test_the_chunked_top_k_is_tf_top_k_ties_included():
+    import tensorflow as tf
+
+    from twotower_utils.evaluation.counting import exact_top_k, top_k_chunk
+
+    rng = np.random.default_rng(5)
+    rows = tf.constant(rng.integers(0, 6, size=(9, 1000)).astype(np.float32))
+    rows = tf.tensor_scatter_nd_update(rows, [[0, 3], [0, 999]], [-np.inf, -np.inf])
+    chunk = top_k_chunk(1000, 20)
+    assert chunk == 7  # 143 chunks, the last one with a padding column (scored 9, above every real score)
+    padded = tf.pad(rows, [[0, 0], [0, 1001 - 1000]], constant_values=9.0)
+    values, columns = exact_top_k(padded, 20, chunk, 1000)
+    reference = tf.math.top_k(rows, 20)
+    np.testing.assert_array_equal(values.numpy(), reference.values.numpy())
+    np.testing.assert_array_equal(columns.numpy(), reference.indices.numpy())
+
+
+def test_seen_movies_as_csr():
+    from twotower_utils.evaluation.counting import SeenMovies
+
+    frame = pairs_frame([(2, 3), (1, 4), (2, 1), (2, 3), (1, 2)])
+    seen = SeenMovies.from_frame(frame, num_users=3, num_movies=4)
+    assert seen.indptr.tolist() == [0, 0, 2, 4, 4] and seen.indices.tolist() == [2, 4, 1, 3]
+    np.testing.assert_array_equal(seen.dense(), seen_matrix(frame, 3, 4))
+    assert seen.contains([1, 1, 2, 3], [2, 3, 3, 1]).tolist() == [True, False, True, False]
+    np.testing.assert_array_equal(seen.rows(np.array([2, 0])), seen.dense()[[2, 0]])
+    assert SeenMovies.from_dense(seen.dense()).indices.tolist() == [2, 4, 1, 3]
+    with pytest.raises(ValueError, match="movie_idx must lie in 0..4"):
+        SeenMovies.from_frame(pairs_frame([(1, 5)]), 3, 4)
+
+
+@pytest.fixture(scope="module")
+def real_split(real_data):
+    from twotower_utils.data.splits import random_split
+
+    return random_split(real_data, seed=42)
+
+
+def test_evaluate_scores_equals_the_dense_reference_on_movielens_100k(real_data, real_split):
+    """Exact equality, for a model trained one epoch (its score matrix and its towers) and for baselines."""
+    import twotower_utils as tt
+    from twotower_utils.evaluation import baselines
+    from twotower_utils.evaluation.metrics import model_scores
+    from twotower_utils.training import train
+
+    config = tt.ExperimentConfig(epochs=1, embedding_dim=16, seed=1)
+    model = train(config, real_data, real_split, verbose=0, curves=False).model
+    users, movies = real_data.num_users, real_data.num_movies
+    ks = (1, 5, 10, 50, 100)
+    matrices = {
+        "model": model_scores(model),
+        "most popular": baselines.popularity_scores(real_split.train, users, movies),
+        "EASE": baselines.ease_scores(real_split.train, users, movies, 300.0),
+    }
+    for name, scores in matrices.items():
+        expected = dense_reference(scores, real_split.train, real_split.test, users, movies, ks)
+        assert evaluate_scores(scores, real_split.train, real_split.test, users, movies, ks) == expected, name
+    popular = baselines.PopularityScorer(real_split.train, users, movies)
+    assert evaluate(popular, real_split.train, real_split.test, users, movies, ks, user_batch=100) == dense_reference(
+        matrices["most popular"], real_split.train, real_split.test, users, movies, ks
+    )
+    towers = evaluate(model, real_split.train, real_split.test, users, movies, ks, user_batch=128)
+    from_matrix = dense_reference(matrices["model"], real_split.train, real_split.test, users, movies, ks)
+    for k in ks:  # the towers' positives are row-wise sums: one rounding tie apart at most
+        assert towers["hit_rate_filtered"][k] == pytest.approx(from_matrix["hit_rate_filtered"][k], abs=2e-4)
+    assert towers["ranking"] == pytest.approx(from_matrix["ranking"], abs=1e-6)

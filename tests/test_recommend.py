@@ -34,3 +34,25 @@ def test_brute_force_index_takes_raw_strings(trained, tiny_data):
     _, titles = index(tf.constant(["u01"]))
     expected = recommend(trained, tiny_data, ["u01"], k=3)["movie_title"].tolist()
     assert [t.decode() for t in titles[0].numpy()] == expected
+
+
+def test_recommend_in_user_batches_equals_the_full_score_matrix(trained, tiny_data, tiny_split):
+    """Scoring only the requested users, one at a time, gives the lists and scores of the dense matrix."""
+    import numpy as np
+
+    from twotower_utils.data.movielens import lookup_ids
+    from twotower_utils.evaluation.counting import seen_matrix
+    from twotower_utils.evaluation.metrics import model_scores
+
+    users = ["u03", "u00", "u03", "u17"]  # a repeated user too
+    recs = recommend(trained, tiny_data, users, k=5, exclude=tiny_split.train, user_batch=1)
+    scores = model_scores(trained).astype(np.float64)
+    seen = seen_matrix(tiny_split.train, tiny_data.num_users, tiny_data.num_movies)
+    for user_id in users:
+        user = int(lookup_ids(tiny_data.user_vocabulary, [user_id])[0])
+        row = np.where(seen[user, 1:], -np.inf, scores[user, 1:])
+        best = np.argsort(-row, kind="stable")[:5]
+        mine = recs[recs.user_id == user_id].head(5)
+        assert mine["movie_title"].tolist() == [tiny_data.movie_vocabulary[m] for m in best]
+        np.testing.assert_allclose(mine["score"].to_numpy(), row[best], atol=1e-6)  # float32 products
+    assert len(recs) == 5 * len(users)

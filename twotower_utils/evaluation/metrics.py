@@ -1,4 +1,8 @@
-"""Honest top-k metrics from one score matrix, shared by the two-tower and the baselines.
+"""Honest top-k metrics from one source of scores, shared by the two-tower and the baselines.
+
+Everything goes through the counting core (``counting.rank_users``), a batch of users at a time with the top
+of each row kept, so memory is bounded by ``user_batch x num_movies`` (``evaluate`` states the formula): the
+same code ranks MovieLens 100K's 943 x 1,682 and 25M's 162,541 x 59,047.
 
 A *score matrix* is ``[num_users + 1, num_movies + 1]``, indexed by integer ids like
 ``counting.seen_matrix`` (row 0 and column 0, the out-of-vocabulary slots, are never
@@ -10,8 +14,8 @@ Two families of numbers:
 * **per-interaction hit rate @k** — ``FactorizedTopK``'s definition: a test interaction is a
   hit when fewer than k catalogue movies score strictly above its movie (ties count as hits).
   *Unfiltered* ranks against the whole catalogue; *filtered* leaves out the user's training
-  movies (TFRS issue #113).  Both come from the one counting core, ``counting.topk_accuracy``,
-  which takes a score matrix or a model's towers alike.
+  movies (TFRS issue #113).  Both come from the one counting core, ``counting.rank_users``,
+  which takes a score matrix, a model's towers or any ``counting.Scorer`` alike.
 * **per-user ranking metrics** on each test user's filtered top-k list (ties broken by the
   lower movie id): Recall@k (hits / the user's test movies), Precision@k (hits / k),
   NDCG@k (binary gains, ideal DCG over min(k, test movies)), MAP@k (average precision
@@ -27,7 +31,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from twotower_utils.evaluation.counting import seen_matrix, topk_accuracy
+from twotower_utils.evaluation.counting import (
+    MatrixScorer,
+    RankedUsers,
+    SeenMovies,
+    as_seen,
+    hit_rates_from_counts,
+    rank_users,
+    scorer_for,
+)
 
 
 def model_scores(model, history_frame: pd.DataFrame | None = None) -> np.ndarray:
@@ -40,34 +52,32 @@ def model_scores(model, history_frame: pd.DataFrame | None = None) -> np.ndarray
     return users @ movies.T
 
 
-def ranked_movies(scores: np.ndarray, exclude: np.ndarray | None = None, users: np.ndarray | None = None) -> np.ndarray:
-    """Each user's movie ids, best first; excluded movies go last; ties: lower movie id first."""
-    users = np.arange(scores.shape[0]) if users is None else np.asarray(users)
-    rows = scores[users, 1:].astype(np.float64).copy()
-    if exclude is not None:
-        rows[exclude[users, 1:]] = -np.inf
-    return np.argsort(-rows, axis=1, kind="stable") + 1
+def top_k_lists(scores, k: int, exclude=None, users=None, user_batch: int = 1024, with_scores: bool = False):
+    """``[len(users), k]`` movie ids of each user's (filtered) top-k list (every row when ``users`` is None):
+    best first, excluded movies last, ties: the lower movie id first.  ``scores`` is a score matrix or any
+    source of ``counting.scorer_for``; ``exclude`` a ``SeenMovies`` or a boolean matrix.  Users are scored
+    ``user_batch`` at a time and only the top k of a row is kept: ``3 user_batch num_movies`` scores of
+    memory, plus ``8 k`` bytes a user for the lists.  ``with_scores`` also returns the listed scores (-inf for
+    an excluded movie) as a second array."""
+    scorer = scorer_for(scores)
+    users = np.arange(scorer.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
+    distinct, where = np.unique(users, return_inverse=True)
+    ranked = rank_users(scorer, distinct, exclude=exclude, list_length=k, user_batch=user_batch)
+    where = where.reshape(users.shape)
+    return (ranked.top[where], ranked.top_scores[where]) if with_scores else ranked.top[where]
 
 
-def top_k_lists(scores: np.ndarray, k: int, exclude: np.ndarray | None = None, users=None) -> np.ndarray:
-    """``[len(users), k]`` movie ids of each user's (filtered) top-k list."""
-    return ranked_movies(scores, exclude, users)[:, :k]
-
-
-def ranking_metrics(
-    scores: np.ndarray, test: pd.DataFrame, ks: Sequence[int], exclude: np.ndarray | None = None
+def _ranking_from_lists(
+    ranked: RankedUsers, test: pd.DataFrame, ks: Sequence[int], seen: SeenMovies | None, shape: tuple[int, int]
 ) -> dict[str, float]:
-    """Per-user Recall@k, Precision@k, NDCG@k, MAP@k for each k, and MRR, averaged over test users."""
-    num_users, num_columns = scores.shape
-    relevant = seen_matrix(test, num_users - 1, num_columns - 1)
-    users = np.unique(test["user_idx"].to_numpy())
-    order = ranked_movies(scores, exclude, users)
-    if exclude is not None:  # excluded movies were ranked last; they must never count
-        order_excluded = np.take_along_axis(exclude[users], order, axis=1)
-    else:
-        order_excluded = np.zeros(order.shape, dtype=bool)
-    gains = np.take_along_axis(relevant[users], order, axis=1) & ~order_excluded
-    num_relevant = relevant[users, 1:].sum(axis=1)
+    """Per-user Recall/Precision/NDCG/MAP @k from the users' top lists and the MRR from their first-hit ranks
+    (``rank_users``): a gain is a listed movie that is one of the user's test movies and not excluded."""
+    relevant = SeenMovies.from_frame(test, shape[0] - 1, shape[1] - 1)
+    users = ranked.users[:, np.newaxis]
+    gains = relevant.contains(users, ranked.top)
+    if seen is not None:  # excluded movies were ranked last; they must never count
+        gains &= ~seen.contains(users, ranked.top)
+    num_relevant = relevant.counts(ranked.users)
     positions = np.arange(1, gains.shape[1] + 1)
     result: dict[str, float] = {}
     for k in ks:
@@ -76,17 +86,28 @@ def ranking_metrics(
         ideal_count = np.minimum(num_relevant, k)
         discounts = 1.0 / np.log2(positions[:k] + 1)
         dcg = (top * discounts).sum(axis=1)
-        idcg = np.array([discounts[:n].sum() for n in ideal_count])
+        idcg = np.array([discounts[:n].sum() for n in range(k + 1)])[ideal_count]  # one sum per count
         precision_at = np.cumsum(top, axis=1) / positions[:k]
         average_precision = (precision_at * top).sum(axis=1) / ideal_count
         result[f"recall@{k}"] = float(np.mean(hits / num_relevant))
         result[f"precision@{k}"] = float(np.mean(hits / k))
         result[f"ndcg@{k}"] = float(np.mean(dcg / idcg))
         result[f"map@{k}"] = float(np.mean(average_precision))
-    any_hit = gains.any(axis=1)
-    first = np.where(any_hit, gains.argmax(axis=1) + 1, np.inf)
+    first = np.where(ranked.first_rank > 0, ranked.first_rank, np.inf)
     result["mrr"] = float(np.mean(1.0 / first))
     return result
+
+
+def ranking_metrics(
+    scores, test: pd.DataFrame, ks: Sequence[int], exclude=None, user_batch: int = 1024
+) -> dict[str, float]:
+    """Per-user Recall@k, Precision@k, NDCG@k, MAP@k for each k, and MRR, averaged over test users
+    (``scores``: a score matrix or a ``scorer_for`` source; ``exclude``: a ``SeenMovies`` or boolean matrix)."""
+    scorer = scorer_for(scores)
+    seen = as_seen(exclude, scorer.shape)
+    users = np.unique(test["user_idx"].to_numpy(np.int64))
+    ranked = rank_users(scorer, users, test, seen, 1, max(ks), user_batch, first_ranks=True)
+    return _ranking_from_lists(ranked, test, ks, seen, scorer.shape)
 
 
 def coverage(lists: np.ndarray, num_movies: int) -> float:
@@ -107,6 +128,50 @@ def popularity_bias(lists: np.ndarray, train: pd.DataFrame, num_movies: int, hea
     }
 
 
+EVALUATION_USER_BATCH = 1024  # users scored at a time by ``evaluate``; chosen by benchmarks/bench_evaluation.py
+
+
+def evaluate(
+    source,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    num_users: int,
+    num_movies: int,
+    ks: Sequence[int] = (1, 5, 10, 50, 100),
+    list_k: int = 10,
+    user_batch: int = EVALUATION_USER_BATCH,
+) -> dict:
+    """Every metric of this module for one source of scores and one split, in bounded memory.
+
+    ``source`` is a two-tower model (a sequence tower reads ``train`` as the histories), a ``Scorer``
+    (``TowerScorer``, ``MatrixScorer``, ``baselines.PopularityScorer``) or a score matrix.  The test
+    interactions are grouped by user and each batch of ``user_batch`` test users is scored once
+    (``counting.rank_users``): the seen movies are masked, the top ``max(max(ks), list_k) + 1`` of each row
+    kept, and a test interaction is a hit @k when fewer than k of them beat it (exact: ties count as hits, the
+    true movie never against itself).  The MRR is exact too (the first hit's rank over the whole ranking).
+
+    Peak memory, B = ``user_batch``, M = ``num_movies``, s = 4 (a model, float32) or 8 (a float64 matrix):
+    the rows of a batch ``~3 B M s`` (raw, masked and the chunked ``top_k``'s copy), the ``SeenMovies`` of
+    ``train`` and ``test`` (4 bytes an interaction), ``~40`` bytes a test interaction for the ids, positives
+    and counts, and ``8 list_k`` bytes a test user for the lists; the towers' embedding tables besides.
+    """
+    scorer = scorer_for(source, train)
+    if scorer.shape != (num_users + 1, num_movies + 1):
+        raise ValueError(f"the scores are {scorer.shape}, the data has {num_users} users and {num_movies} movies")
+    seen = SeenMovies.from_frame(train, num_users, num_movies)
+    users = np.unique(test["user_idx"].to_numpy(np.int64))
+    ranking_ks = [k for k in ks if k <= list_k] or [list_k]
+    ranked = rank_users(scorer, users, test, seen, max(ks), list_k, user_batch, unfiltered=True, first_ranks=True)
+    lists = ranked.top[:, :list_k]
+    return {
+        "hit_rate": hit_rates_from_counts(ranked.beating_unfiltered, ks),
+        "hit_rate_filtered": hit_rates_from_counts(ranked.beating, ks),
+        "ranking": _ranking_from_lists(ranked, test, ranking_ks, seen, scorer.shape),
+        f"coverage@{list_k}": coverage(lists, num_movies),
+        f"popularity@{list_k}": popularity_bias(lists, train, num_movies),
+    }
+
+
 def evaluate_scores(
     scores: np.ndarray,
     train: pd.DataFrame,
@@ -116,17 +181,8 @@ def evaluate_scores(
     ks: Sequence[int] = (1, 5, 10, 50, 100),
     list_k: int = 10,
 ) -> dict:
-    """Every metric of this module for one score matrix and one split."""
-    seen = seen_matrix(train, num_users, num_movies)
-    test_users = np.unique(test["user_idx"].to_numpy())
-    lists = top_k_lists(scores, list_k, seen, test_users)
-    return {
-        "hit_rate": topk_accuracy(scores, test, ks),
-        "hit_rate_filtered": topk_accuracy(scores, test, ks, exclude=seen),
-        "ranking": ranking_metrics(scores, test, [k for k in ks if k <= list_k] or [list_k], exclude=seen),
-        f"coverage@{list_k}": coverage(lists, num_movies),
-        f"popularity@{list_k}": popularity_bias(lists, train, num_movies),
-    }
+    """Every metric of this module for one score matrix and one split (``evaluate`` of a ``MatrixScorer``)."""
+    return evaluate(MatrixScorer(scores), train, test, num_users, num_movies, ks, list_k)
 
 
 def graded_metrics(

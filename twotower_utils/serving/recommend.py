@@ -10,8 +10,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from twotower_utils.data.movielens import MovieLens, lookup_ids
-from twotower_utils.evaluation.counting import seen_matrix
-from twotower_utils.evaluation.metrics import model_scores, top_k_lists
+from twotower_utils.evaluation.counting import SeenMovies, TowerScorer
+from twotower_utils.evaluation.metrics import top_k_lists
 from twotower_utils.models.two_tower import TwoTowerModel
 
 
@@ -31,26 +31,28 @@ def recommend(
     user_ids: Sequence[str],
     k: int = 10,
     exclude: pd.DataFrame | None = None,
+    user_batch: int = 1024,
 ) -> pd.DataFrame:
     """Top-k titles per user by dot-product score, optionally leaving out movies the user
-    rated in ``exclude`` (e.g. the training interactions)."""
+    rated in ``exclude`` (e.g. the training interactions; an excluded movie, listed only when the user saw
+    nearly the whole catalogue, scores -inf).
+
+    Only the requested users are scored, ``user_batch`` at a time, and only each row's top k is kept
+    (``metrics.top_k_lists``): peak memory ``~3 user_batch num_movies`` float32 scores plus the embedding
+    tables, never the ``[users x movies]`` matrix."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     users = user_ids_to_index(data, user_ids)
-    scores = model_scores(model)
-    seen = None if exclude is None else seen_matrix(exclude, data.num_users, data.num_movies)
-    top = top_k_lists(scores, min(k, data.num_movies), seen, users)
-    rows = [
+    seen = None if exclude is None else SeenMovies.from_frame(exclude, data.num_users, data.num_movies)
+    top, scores = top_k_lists(TowerScorer(model), min(k, data.num_movies), seen, users, user_batch, with_scores=True)
+    return pd.DataFrame(
         {
-            "user_id": user_id,
-            "rank": rank + 1,
-            "movie_title": data.movie_vocabulary[movie - 1],
-            "score": float(scores[user, movie]) if seen is None or not seen[user, movie] else -np.inf,
+            "user_id": np.repeat(np.asarray([str(u) for u in user_ids], dtype=object), top.shape[1]),
+            "rank": np.tile(np.arange(1, top.shape[1] + 1), len(users)),
+            "movie_title": np.asarray(data.movie_vocabulary, dtype=object)[top.ravel() - 1],
+            "score": scores.ravel().astype(np.float64),
         }
-        for user_id, user, movies in zip(user_ids, users, top, strict=True)
-        for rank, movie in enumerate(movies)
-    ]
-    return pd.DataFrame(rows)
+    )
 
 
 def brute_force_index(model: TwoTowerModel, data: MovieLens, k: int = 10) -> tfrs.layers.factorized_top_k.BruteForce:
