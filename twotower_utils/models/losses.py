@@ -9,6 +9,10 @@ computes the loss on the ``users x movies`` matrix of distinct ids, each movie w
 how often it appears in the batch: the same loss and gradients, a fraction of the work.
 It supports TFRS's corrections (temperature, logQ sampling-bias correction, removal of
 accidental hits).
+
+Under a synchronous ``tf.distribute`` strategy (``in_synchronous_replicas``) each replica holds a share of
+the batch: ``gather_global_batch`` and ``replica_share`` let the replicas compute this same loss on the
+global batch, so several devices train as one does.
 """
 
 from __future__ import annotations
