@@ -6,7 +6,7 @@ The package follows the data; a change belongs to the step it changes:
     data/                  MovieLens from TFDS -> splits -> side features, histories -> training pipeline
     models/                towers (id or sequence) -> the two-tower model with its switches -> retrieval losses;
                            multitask model
-    training               fit, per-epoch top-k curves
+    training               fit, per-epoch top-k curves; on a tf.distribute strategy (distributed: strategies, roles)
     evaluation/            the one counting core -> honest metrics -> baselines; rating RMSE/MAE
     serving/               recommendations for raw ids, the SavedModel export, exact/ScaNN search, its CLI
     experiments/           workflow, dimension sweep, k-fold tuning, notebook 06's comparison, make export,
@@ -15,7 +15,8 @@ The package follows the data; a change belongs to the step it changes:
     results                metrics.json, figures and saved models (atomic writes), used by every layer
 
 experiments/ and notebook/ sit on top: nothing below them imports them.  ``python -m twotower_utils``
-is the command line (``run``, ``sweep``, ``tune``, ``multitask``, ``sequence``, ``export``, ``recommend``, ``similar``).
+is the command line (``run``, ``sweep``, ``tune``, ``multitask``, ``sequence``, ``export``, ``recommend``, ``similar``,
+``distributed``).
 
 TensorFlow Recommenders 0.7.7 needs Keras 2 (``tf-keras``).  TensorFlow picks its Keras
 at first import from ``TF_USE_LEGACY_KERAS``, so this package sets it before anything

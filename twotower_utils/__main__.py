@@ -24,6 +24,10 @@ COMMANDS = {
         "twotower_utils.experiments.sequence",
         "validation choices of the sequence user towers and history baselines (make sequence-tune)",
     ),
+    "distributed": (
+        "twotower_utils.distributed",
+        "train on a tf.distribute strategy: several devices, or this machine's role in TF_CONFIG",
+    ),
     "multitask": (
         "twotower_utils.experiments.multitask_sweep",
         "validation choices of the multitask model: rating head, task weights (make multitask-tune)",

@@ -4,13 +4,14 @@ per-epoch train/test top-k curves from the one counting core (``evaluation.count
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import pandas as pd
 import tensorflow as tf
 
-from twotower_utils.config import ExperimentConfig
+from twotower_utils.config import ConfigError, ExperimentConfig
 from twotower_utils.data.history import training_histories
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.pipeline import interactions_dataset
@@ -83,19 +84,70 @@ def train(
     verbose: int | str = "auto",
     curves: bool = True,
     callbacks: list[tf.keras.callbacks.Callback] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainingResult:
     """Build and fit a model; the history has one row per epoch (``epoch`` 1..n).
 
     With ``curves`` (default) train/test top-k come from ``TopKCurves``; with
     ``config.metrics_in_training`` TFRS computes them inside training, the slow way.  A rating model's
     curves are its train RMSE (``rmse``, averaged over the epoch) and test RMSE (``val_rmse``).
+
+    With a ``strategy`` (``distributed.make_strategy``) the model is built and compiled in its scope and Keras
+    runs the fit on it.  A synchronous strategy splits each batch of ``config.batch_size`` across the
+    replicas and scores every replica's rows against the global batch's movies, so the losses are those of
+    one device.  A ``ParameterServerStrategy`` gets the data through a ``DatasetCreator``: every worker runs
+    its own steps on its shard (asynchronous training; its history's loss is that of the coordinator's last
+    finished step).  Only the two-tower retrieval model is trained this way.
     """
+    if strategy is not None:
+        return _train_distributed(config, data, split, strategy, verbose, curves, callbacks)
     model = build_for(config, data, split.train)
+    train_ds = _training_dataset(config, split.train)
+    return _fit(model, config, split, train_ds, verbose, curves, callbacks)
+
+
+def _training_dataset(config: ExperimentConfig, frame: pd.DataFrame, seed: int | None = None) -> tf.data.Dataset:
+    """The shuffled training batches of ``frame`` with what the config's model reads (ratings, histories)."""
     ratings = config.rating_task or config.ranking_head != "none"
-    histories = training_histories(split.train, config.history_length) if config.user_tower != "id" else None
-    train_ds = interactions_dataset(
-        split.train, config.batch_size, seed=config.seed, ratings=ratings, histories=histories
+    histories = training_histories(frame, config.history_length) if config.user_tower != "id" else None
+    return interactions_dataset(
+        frame,
+        config.batch_size,
+        seed=config.seed if seed is None else seed,
+        ratings=ratings,
+        histories=histories,
     )
+
+
+def _train_distributed(config, data, split, strategy, verbose, curves, callbacks) -> TrainingResult:
+    """``train`` on a ``tf.distribute`` strategy (see there)."""
+    if config.ranking_head != "none" or config.rating_task:
+        raise ConfigError("train(strategy=...) trains the two-tower retrieval model only (no rating task or head)")
+    if config.metrics_in_training:
+        raise ConfigError(
+            "metrics_in_training scores each replica's rows against its own movies only: under a strategy "
+            "the per-epoch top-k curves come from TopKCurves (metrics_in_training=False)"
+        )
+    with strategy.scope():
+        model = build_for(config, data, split.train)
+    if not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        return _fit(model, config, split, _training_dataset(config, split.train), verbose, curves, callbacks)
+    frame = split.train
+
+    def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        # each worker: its own shard of the rows, shuffled with its own seed, repeated (epochs are counted in steps)
+        shard = frame.iloc[input_context.input_pipeline_id :: input_context.num_input_pipelines]
+        seed = config.seed + input_context.input_pipeline_id
+        return _training_dataset(config, shard, seed=seed).repeat()
+
+    steps = math.ceil(len(frame) / config.batch_size)
+    train_ds = tf.keras.utils.experimental.DatasetCreator(dataset_fn)
+    return _fit(model, config, split, train_ds, verbose, curves, callbacks, steps_per_epoch=steps)
+
+
+def _fit(model, config, split, train_ds, verbose, curves, callbacks, steps_per_epoch=None) -> TrainingResult:
+    """``model.fit`` with the curves the config asks for, timed; the history as a frame."""
+    ratings = config.rating_task or config.ranking_head != "none"
     all_callbacks = list(callbacks or [])
     validation = None
     curve_callback = None
@@ -108,7 +160,12 @@ def train(
         validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False, ratings=ratings)
     start = time.perf_counter()
     keras_history = model.fit(
-        train_ds, epochs=config.epochs, validation_data=validation, callbacks=all_callbacks, verbose=verbose
+        train_ds,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation,
+        callbacks=all_callbacks,
+        verbose=verbose,
     )
     seconds = time.perf_counter() - start
     history = pd.DataFrame(keras_history.history)

@@ -9,6 +9,10 @@ computes the loss on the ``users x movies`` matrix of distinct ids, each movie w
 how often it appears in the batch: the same loss and gradients, a fraction of the work.
 It supports TFRS's corrections (temperature, logQ sampling-bias correction, removal of
 accidental hits).
+
+Under a synchronous ``tf.distribute`` strategy (``in_synchronous_replicas``) each replica holds a share of
+the batch: ``gather_global_batch`` and ``replica_share`` let the replicas compute this same loss on the
+global batch, so several devices train as one does.
 """
 
 from __future__ import annotations
@@ -73,6 +77,64 @@ def retrieval_loss(
         share = extra_copies * tf.exp(own - row_lse)
         row_lse = row_lse + tf.math.log1p(-tf.minimum(share, 1.0 - 1e-7))
     return tf.reduce_sum(row_lse - positives)
+
+
+def in_synchronous_replicas() -> bool:
+    """Whether this code runs in one of several replicas that train in sync (``MirroredStrategy``,
+    ``MultiWorkerMirroredStrategy`` over more than one device in all); ``False`` on one device and on a
+    parameter-server worker, whose steps are independent of each other."""
+    context = tf.distribute.get_replica_context()
+    return context is not None and context.num_replicas_in_sync > 1
+
+
+def gather_global_batch(**tensors: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Every replica's rows of each tensor, stacked in replica order: the global batch.
+
+    A synchronous strategy gives each replica ``1/R`` of the batch; with only its own movies as negatives
+    its loss would not be the one-device loss.  So each replica gathers the whole batch and computes the
+    whole batch's loss ``L``.  The other replicas' rows are constants here (``stop_gradient``) and this
+    replica's own rows stay the live tensors, so its gradient is ``dL/d(its own rows)``; the optimizer sums
+    the replicas' gradients (tf-keras's ``all_reduce_sum_gradients``), which adds up to ``dL/d(weights)``,
+    the one-device gradient.  Only the forward pass communicates: a collective inside the backward pass (as
+    ``all_gather``'s own gradient has) can be issued in a different order by each replica's thread, which
+    aborts the collectives.  Integer tensors (ids) are gathered as they are.
+
+    The gathering is an all-reduce: each replica puts its rows at its offset in a zero tensor of the global
+    batch's size and the replicas' tensors are summed (exact: every entry is one replica's value plus zeros).
+    ``all_gather`` itself goes through ``merge_call``, which fails under ``MultiWorkerMirroredStrategy`` with
+    one device per worker ("destinations can not be empty", TF 2.20); ``all_reduce`` works under both.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas, replica = context.num_replicas_in_sync, context.replica_id_in_sync_group
+    rows = tf.shape(next(iter(tensors.values())), out_type=tf.int64)[0]
+    # the last batch of an epoch can be split unevenly: every replica's row count, then this replica's offset
+    sizes = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.one_hot(replica, replicas, dtype=tf.int64) * rows)
+    offset, total = tf.reduce_sum(sizes[:replica]), tf.reduce_sum(sizes)
+    gathered = {}
+    for name, tensor in tensors.items():
+        padded = tf.concat(
+            [_zero_rows(tensor, offset), tf.stop_gradient(tensor), _zero_rows(tensor, total - offset - rows)], 0
+        )
+        # one all-reduce per tensor: a batched one packs tensors of different dtypes together and fails under MWMS
+        everyone = context.all_reduce(tf.distribute.ReduceOp.SUM, padded)
+        if tensor.dtype.is_floating:  # this replica's rows: the live tensor, so its gradient flows
+            everyone = tf.concat([everyone[:offset], tensor, everyone[offset + rows :]], axis=0)
+        gathered[name] = everyone
+    return gathered
+
+
+def _zero_rows(tensor: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """``count`` rows of zeros shaped like ``tensor``'s rows."""
+    return tf.zeros(tf.concat([[count], tf.shape(tensor, out_type=tf.int64)[1:]], 0), tensor.dtype)
+
+
+@tf.custom_gradient
+def replica_share(loss: tf.Tensor):
+    """``loss / R`` with the gradient of ``loss``: each of the ``R`` replicas computes the whole batch's loss
+    (``gather_global_batch``); Keras sums the replicas' reported losses (``reduce_per_replica``'s "sum"),
+    which gives back the one-device loss, while each replica's gradient stays that of the whole loss."""
+    replicas = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, loss.dtype)
+    return loss / replicas, lambda upstream: upstream
 
 
 def _first_rows(index: tf.Tensor, num_segments: tf.Tensor) -> tf.Tensor:

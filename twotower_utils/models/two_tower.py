@@ -28,7 +28,7 @@ from twotower_utils.config import ExperimentConfig
 from twotower_utils.data.features import movie_feature_table, movie_sampling_probability, user_feature_table
 from twotower_utils.data.history import latest_histories
 from twotower_utils.data.movielens import MovieLens
-from twotower_utils.models.losses import retrieval_loss
+from twotower_utils.models.losses import gather_global_batch, in_synchronous_replicas, replica_share, retrieval_loss
 from twotower_utils.models.towers import SequenceTower, Tower
 
 
@@ -97,20 +97,25 @@ class TwoTowerModel(tfrs.Model):
         compute_metrics = self.metrics_in_training or not training
         if self.catalogue_negatives:
             return self._catalogue_loss(user_embeddings, movie_embeddings, movie_ids, compute_metrics)
-        # logQ: Retrieval subtracts log(p); p ** strength subtracts strength * log(p)
-        probability = (
-            tf.pow(tf.gather(self.probability, movie_ids), self.logq_correction) if self.logq_correction else None
-        )
         if not compute_metrics:  # the lean path: the task's loss on the batch's distinct ids
-            return retrieval_loss(
-                user_embeddings,
-                movie_embeddings,
-                user_ids,
-                movie_ids,
-                temperature=None if self.temperature == 1.0 else self.temperature,
-                log_sampling_probability=None if probability is None else tf.math.log(probability),
-                remove_accidental_hits=self.remove_accidental_hits,
+            if not in_synchronous_replicas():
+                return self._in_batch_loss(user_embeddings, movie_embeddings, user_ids, movie_ids)
+            # a replica of a synchronous strategy: the loss of the global batch, as on one device
+            batch = gather_global_batch(
+                user_embeddings=user_embeddings,
+                movie_embeddings=movie_embeddings,
+                user_ids=user_ids,
+                movie_ids=movie_ids,
             )
+            if self.sequence:  # rows are their own queries: number the global batch's rows
+                batch["user_ids"] = tf.range(tf.shape(batch["movie_ids"], out_type=tf.int64)[0])
+            return replica_share(self._in_batch_loss(**batch))
+        if in_synchronous_replicas():
+            raise ValueError(
+                "the TFRS task scores a replica's own rows only: with several replicas in sync train with "
+                "metrics_in_training=False (per-epoch curves come from TopKCurves)"
+            )
+        probability = self._sampling_probability(movie_ids)
         extra = {}
         if probability is not None:
             extra["candidate_sampling_probability"] = probability
@@ -119,6 +124,25 @@ class TwoTowerModel(tfrs.Model):
         loss = self.task(user_embeddings, movie_embeddings, compute_metrics=False, **extra)
         self._update_topk_metrics(user_embeddings, movie_embeddings)
         return loss
+
+    def _sampling_probability(self, movie_ids: tf.Tensor) -> tf.Tensor | None:
+        """logQ's per-movie probability: Retrieval subtracts log(p); p ** strength subtracts strength * log(p)."""
+        if not self.logq_correction:
+            return None
+        return tf.pow(tf.gather(self.probability, movie_ids), self.logq_correction)
+
+    def _in_batch_loss(self, user_embeddings, movie_embeddings, user_ids, movie_ids) -> tf.Tensor:
+        """``retrieval_loss`` on the batch's distinct ids with the config's switches."""
+        probability = self._sampling_probability(movie_ids)
+        return retrieval_loss(
+            user_embeddings,
+            movie_embeddings,
+            user_ids,
+            movie_ids,
+            temperature=None if self.temperature == 1.0 else self.temperature,
+            log_sampling_probability=None if probability is None else tf.math.log(probability),
+            remove_accidental_hits=self.remove_accidental_hits,
+        )
 
     def _catalogue_loss(self, user_embeddings, movie_embeddings, movie_ids, compute_metrics: bool) -> tf.Tensor:
         """Full softmax: every movie of the catalogue is a negative, so there is no sampling bias to correct."""
