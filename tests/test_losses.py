@@ -101,3 +101,27 @@ def test_losses_on_a_hand_made_batch():
 
     sigmoid = -(np.log(sig(2)) + np.log(1 - sig(0)) + np.log(1 - sig(0)) + np.log(sig(1)))
     assert float(sampled_sigmoid_loss(users, movies)) == pytest.approx(sigmoid, rel=1e-6)
+
+
+@pytest.mark.parametrize("deduplicate", [True, False])
+@pytest.mark.parametrize("remove_hits", [True, False])
+def test_rows_against_all_columns_add_up_to_the_whole_batch(batch, deduplicate, remove_hits):
+    """What a replica of a synchronous strategy computes: its own rows against every movie of the batch
+    (``positive_columns``); the shares of two replicas add up to the one-device loss."""
+    users, movies, user_ids, movie_ids, log_q = batch
+    options = {"temperature": 0.5, "log_sampling_probability": log_q, "remove_accidental_hits": remove_hits}
+    ids = (user_ids, movie_ids) if deduplicate else (None, movie_ids)
+    whole = retrieval_loss(users, movies, *ids, **options)
+    half = len(movie_ids) // 2
+    shares = [
+        retrieval_loss(
+            users[rows],
+            movies,
+            None if ids[0] is None else user_ids[rows],
+            movie_ids,
+            **options,
+            positive_columns=tf.range(rows.start, rows.stop),
+        )  # fmt: skip
+        for rows in (slice(0, half), slice(half, len(movie_ids)))
+    ]
+    assert float(sum(shares)) == pytest.approx(float(whole), rel=1e-5)

@@ -134,6 +134,31 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def run_local_workers(count: int, command: list[str], timeout: float | None = None) -> None:
+    """Run ``command`` as ``count`` ``MultiWorkerMirroredStrategy`` workers on this machine (127.0.0.1, free
+    ports, ``TF_CONFIG`` task 0..count-1; worker 0 is the chief) and wait for all of them; one clear error
+    naming the worker that failed or ran past ``timeout`` seconds (the others are then stopped)."""
+    import subprocess
+
+    workers = [f"127.0.0.1:{port}" for port in free_ports(count)]
+    processes = []
+    for index in range(count):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(command, env={**os.environ, "TF_CONFIG": json.dumps(config)}))
+    try:
+        for index, process in enumerate(processes):
+            code = process.wait(timeout=timeout)
+            if code != 0:
+                raise RuntimeError(f"local worker {index} of {count} exited with code {code}: {' '.join(command)}")
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"local workers ran past {timeout:g} s: {' '.join(command)}") from None
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 def in_process_cluster(num_workers: int = 2, num_ps: int = 2):
     """Start ``num_workers`` worker and ``num_ps`` ps servers in this process (TF's documented test pattern)
     and return a ``SimpleClusterResolver`` for a ``parameter_server`` coordinator here.  The servers live as

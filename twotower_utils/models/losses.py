@@ -11,8 +11,8 @@ It supports TFRS's corrections (temperature, logQ sampling-bias correction, remo
 accidental hits).
 
 Under a synchronous ``tf.distribute`` strategy (``in_synchronous_replicas``) each replica holds a share of
-the batch: ``gather_global_batch`` and ``replica_share`` let the replicas compute this same loss on the
-global batch, so several devices train as one does.
+the batch: with ``gather_global_ids`` each scores its own rows against the global batch's movies, so several
+devices train as one does.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def retrieval_loss(
     temperature: float | None = None,
     log_sampling_probability: tf.Tensor | None = None,
     remove_accidental_hits: bool = False,
+    positive_columns: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Summed in-batch softmax cross-entropy, as ``tfrs.tasks.Retrieval`` computes it.
 
@@ -39,13 +40,19 @@ def retrieval_loss(
     correction); ``remove_accidental_hits`` masks the batch's other copies of a row's
     positive movie.  With ``user_ids`` and ``movie_ids`` the loss is computed on distinct
     ids only (same value, much faster); without them, on the dense ``B x B`` matrix.
+
+    ``positive_columns`` (one per row) says which column of ``movie_embeddings`` (and ``movie_ids``,
+    ``log_sampling_probability``) holds the row's own movie; by default row i's is column i.  With it the rows
+    can be a share of the columns: a replica of a synchronous strategy scores its own rows against the global
+    batch's movies (``gather_global_ids``).
     """
     scale = 1.0 / temperature if temperature else 1.0
-    positives = tf.reduce_sum(user_embeddings * movie_embeddings, axis=1) * scale
+    own_movies = movie_embeddings if positive_columns is None else tf.gather(movie_embeddings, positive_columns)
+    positives = tf.reduce_sum(user_embeddings * own_movies, axis=1) * scale
     log_q = None
     if log_sampling_probability is not None:
         log_q = tf.cast(log_sampling_probability, positives.dtype)
-        positives = positives - log_q
+        positives = positives - (log_q if positive_columns is None else tf.gather(log_q, positive_columns))
     if remove_accidental_hits and movie_ids is None:
         raise ValueError("remove_accidental_hits needs movie_ids")
     if user_ids is None or movie_ids is None:
@@ -53,8 +60,13 @@ def retrieval_loss(
         if log_q is not None:
             scores = scores - log_q[tf.newaxis, :]
         if remove_accidental_hits:
-            same = tf.equal(movie_ids[:, tf.newaxis], movie_ids[tf.newaxis, :])
-            accidental = tf.logical_and(same, tf.logical_not(tf.eye(tf.shape(scores)[0], dtype=tf.bool)))
+            own_ids = movie_ids if positive_columns is None else tf.gather(movie_ids, positive_columns)
+            same = tf.equal(own_ids[:, tf.newaxis], movie_ids[tf.newaxis, :])
+            if positive_columns is None:
+                itself = tf.eye(tf.shape(scores)[0], dtype=tf.bool)
+            else:
+                itself = tf.cast(tf.one_hot(positive_columns, tf.shape(scores)[1]), tf.bool)
+            accidental = tf.logical_and(same, tf.logical_not(itself))
             scores = scores + tf.cast(accidental, scores.dtype) * _MIN_FLOAT
         return tf.reduce_sum(tf.reduce_logsumexp(scores, axis=1) - positives)
 
@@ -72,8 +84,9 @@ def retrieval_loss(
     row_lse = tf.gather(user_lse, user_index)
     if remove_accidental_hits:
         # drop the (count - 1) other copies of the row's own movie from its normaliser
-        own = tf.gather_nd(scores, tf.stack([user_index, movie_index], axis=1))
-        extra_copies = tf.gather(counts, movie_index) - 1.0
+        row_movie = movie_index if positive_columns is None else tf.gather(movie_index, positive_columns)
+        own = tf.gather_nd(scores, tf.stack([user_index, row_movie], axis=1))
+        extra_copies = tf.gather(counts, row_movie) - 1.0
         share = extra_copies * tf.exp(own - row_lse)
         row_lse = row_lse + tf.math.log1p(-tf.minimum(share, 1.0 - 1e-7))
     return tf.reduce_sum(row_lse - positives)
@@ -87,54 +100,32 @@ def in_synchronous_replicas() -> bool:
     return context is not None and context.num_replicas_in_sync > 1
 
 
-def gather_global_batch(**tensors: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Every replica's rows of each tensor, stacked in replica order: the global batch.
+def gather_global_ids(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Every replica's ``ids`` stacked in replica order (the global batch's), and the positions of this
+    replica's own rows in it.
 
-    A synchronous strategy gives each replica ``1/R`` of the batch; with only its own movies as negatives
-    its loss would not be the one-device loss.  So each replica gathers the whole batch and computes the
-    whole batch's loss ``L``.  The other replicas' rows are constants here (``stop_gradient``) and this
-    replica's own rows stay the live tensors, so its gradient is ``dL/d(its own rows)``; the optimizer sums
-    the replicas' gradients (tf-keras's ``all_reduce_sum_gradients``), which adds up to ``dL/d(weights)``,
-    the one-device gradient.  Only the forward pass communicates: a collective inside the backward pass (as
-    ``all_gather``'s own gradient has) can be issued in a different order by each replica's thread, which
-    aborts the collectives.  Integer tensors (ids) are gathered as they are.
+    A synchronous strategy gives each replica ``1/R`` of the batch; with only its own movies as negatives its
+    loss would not be the one-device loss.  So each replica gathers the global batch's movie *ids*, looks their
+    embeddings up itself (the variables are mirrored, so every replica holds the same tables) and scores its
+    own rows against all of them (``retrieval_loss(..., positive_columns=)``).  Its gradient then reaches every
+    movie of the global batch through its own lookup, the optimizer sums the replicas' gradients (tf-keras's
+    ``all_reduce_sum_gradients``) and Keras sums their losses: the one-device loss and gradient, while each
+    replica does ``1/R`` of the ``U x M`` work.  Only integers cross replicas, in the forward pass: no
+    collective inside the backward pass, where each replica's thread could issue them in a different order.
 
-    The gathering is an all-reduce: each replica puts its rows at its offset in a zero tensor of the global
-    batch's size and the replicas' tensors are summed (exact: every entry is one replica's value plus zeros).
-    ``all_gather`` itself goes through ``merge_call``, which fails under ``MultiWorkerMirroredStrategy`` with
-    one device per worker ("destinations can not be empty", TF 2.20); ``all_reduce`` works under both.
+    The gathering is an all-reduce: each replica puts its ids at its offset in a zero vector of the global
+    batch's size and the vectors are summed (exact for integers).  ``all_gather`` itself goes through
+    ``merge_call``, which fails under ``MultiWorkerMirroredStrategy`` with one device per worker ("destinations
+    can not be empty", TF 2.20); ``all_reduce`` works under both.  The last batch of an epoch can be split
+    unevenly, so the replicas first share their row counts.
     """
     context = tf.distribute.get_replica_context()
     replicas, replica = context.num_replicas_in_sync, context.replica_id_in_sync_group
-    rows = tf.shape(next(iter(tensors.values())), out_type=tf.int64)[0]
-    # the last batch of an epoch can be split unevenly: every replica's row count, then this replica's offset
+    rows = tf.shape(ids, out_type=tf.int64)[0]
     sizes = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.one_hot(replica, replicas, dtype=tf.int64) * rows)
     offset, total = tf.reduce_sum(sizes[:replica]), tf.reduce_sum(sizes)
-    gathered = {}
-    for name, tensor in tensors.items():
-        padded = tf.concat(
-            [_zero_rows(tensor, offset), tf.stop_gradient(tensor), _zero_rows(tensor, total - offset - rows)], 0
-        )
-        # one all-reduce per tensor: a batched one packs tensors of different dtypes together and fails under MWMS
-        everyone = context.all_reduce(tf.distribute.ReduceOp.SUM, padded)
-        if tensor.dtype.is_floating:  # this replica's rows: the live tensor, so its gradient flows
-            everyone = tf.concat([everyone[:offset], tensor, everyone[offset + rows :]], axis=0)
-        gathered[name] = everyone
-    return gathered
-
-
-def _zero_rows(tensor: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
-    """``count`` rows of zeros shaped like ``tensor``'s rows."""
-    return tf.zeros(tf.concat([[count], tf.shape(tensor, out_type=tf.int64)[1:]], 0), tensor.dtype)
-
-
-@tf.custom_gradient
-def replica_share(loss: tf.Tensor):
-    """``loss / R`` with the gradient of ``loss``: each of the ``R`` replicas computes the whole batch's loss
-    (``gather_global_batch``); Keras sums the replicas' reported losses (``reduce_per_replica``'s "sum"),
-    which gives back the one-device loss, while each replica's gradient stays that of the whole loss."""
-    replicas = tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, loss.dtype)
-    return loss / replicas, lambda upstream: upstream
+    padded = tf.concat([tf.zeros([offset], ids.dtype), ids, tf.zeros([total - offset - rows], ids.dtype)], 0)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, padded), offset + tf.range(rows)
 
 
 def _first_rows(index: tf.Tensor, num_segments: tf.Tensor) -> tf.Tensor:

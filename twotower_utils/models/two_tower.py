@@ -28,7 +28,7 @@ from twotower_utils.config import ExperimentConfig
 from twotower_utils.data.features import movie_feature_table, movie_sampling_probability, user_feature_table
 from twotower_utils.data.history import latest_histories
 from twotower_utils.data.movielens import MovieLens
-from twotower_utils.models.losses import gather_global_batch, in_synchronous_replicas, replica_share, retrieval_loss
+from twotower_utils.models.losses import gather_global_ids, in_synchronous_replicas, retrieval_loss
 from twotower_utils.models.towers import SequenceTower, Tower
 
 
@@ -100,16 +100,11 @@ class TwoTowerModel(tfrs.Model):
         if not compute_metrics:  # the lean path: the task's loss on the batch's distinct ids
             if not in_synchronous_replicas():
                 return self._in_batch_loss(user_embeddings, movie_embeddings, user_ids, movie_ids)
-            # a replica of a synchronous strategy: the loss of the global batch, as on one device
-            batch = gather_global_batch(
-                user_embeddings=user_embeddings,
-                movie_embeddings=movie_embeddings,
-                user_ids=user_ids,
-                movie_ids=movie_ids,
-            )
-            if self.sequence:  # rows are their own queries: number the global batch's rows
-                batch["user_ids"] = tf.range(tf.shape(batch["movie_ids"], out_type=tf.int64)[0])
-            return replica_share(self._in_batch_loss(**batch))
+            # a replica of a synchronous strategy: its rows against the global batch's movies, looked up here so
+            # the gradient reaches them all (the training-time L2 penalty stays on the replica's own lookup)
+            global_ids, own_columns = gather_global_ids(movie_ids)
+            global_movies = self.movie_tower(global_ids, training=False)
+            return self._in_batch_loss(user_embeddings, global_movies, user_ids, global_ids, own_columns)
         if in_synchronous_replicas():
             raise ValueError(
                 "the TFRS task scores a replica's own rows only: with several replicas in sync train with "
@@ -131,7 +126,7 @@ class TwoTowerModel(tfrs.Model):
             return None
         return tf.pow(tf.gather(self.probability, movie_ids), self.logq_correction)
 
-    def _in_batch_loss(self, user_embeddings, movie_embeddings, user_ids, movie_ids) -> tf.Tensor:
+    def _in_batch_loss(self, user_embeddings, movie_embeddings, user_ids, movie_ids, positive_columns=None):
         """``retrieval_loss`` on the batch's distinct ids with the config's switches."""
         probability = self._sampling_probability(movie_ids)
         return retrieval_loss(
@@ -142,6 +137,7 @@ class TwoTowerModel(tfrs.Model):
             temperature=None if self.temperature == 1.0 else self.temperature,
             log_sampling_probability=None if probability is None else tf.math.log(probability),
             remove_accidental_hits=self.remove_accidental_hits,
+            positive_columns=positive_columns,
         )
 
     def _catalogue_loss(self, user_embeddings, movie_embeddings, movie_ids, compute_metrics: bool) -> tf.Tensor:
