@@ -34,3 +34,19 @@ def test_fast_variant_runs_and_writes_json(tmp_path):
     assert fast["fraction_of_peak"] > 0
     assert 0.1 < fast["final_test_topk"]["100"] < 0.5
     assert "(c) fast path + curves" in completed.stdout
+
+
+def test_scale_benchmark_measures_a_tiny_size_and_writes_the_table_and_plot(tmp_path):
+    output = tmp_path / "scale.json"
+    script = SCRIPT.parent / "bench_scale.py"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--sizes", "4000", "--workers", "1", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    rows = json.loads(output.read_text())["rows"]
+    assert rows[0]["ratings"] == 4000 and rows[0]["workers"] == 1 and rows[0]["epoch_s"] > 0
+    assert output.with_suffix(".png").is_file()
+    assert "a full 25M epoch on N machines" in completed.stdout and "not the targets' size" in completed.stdout

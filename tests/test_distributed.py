@@ -265,3 +265,21 @@ def test_parameter_servers_hold_the_embedding_tables_in_shards_and_training_work
     assert out["after"] < 0.95 * out["before"]
     assert out["tables"] == [[users, 8], [movies, 8]]  # embed_all reads the sharded tables back whole
     assert 0.0 <= out["top10"] <= 1.0
+
+
+def test_local_workers_get_their_tf_config_and_a_failure_names_the_worker(tmp_path):
+    from twotower_utils.distributed import run_local_workers
+
+    script = (
+        "import json, os, pathlib, sys; task = json.loads(os.environ['TF_CONFIG'])['task']; "
+        f"pathlib.Path(r'{tmp_path}', str(task['index'])).write_text(os.environ['TF_CONFIG']); "
+        "sys.exit(3 if task['index'] == 1 and len(sys.argv) > 1 else 0)"
+    )
+    run_local_workers(2, [sys.executable, "-c", script], timeout=60)
+    configs = [json.loads((tmp_path / str(i)).read_text()) for i in range(2)]
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
+    assert configs[0]["cluster"] == configs[1]["cluster"] and len(configs[0]["cluster"]["worker"]) == 2
+    with pytest.raises(RuntimeError, match="local worker 1 of 2 exited with code 3"):
+        run_local_workers(2, [sys.executable, "-c", script, "fail"], timeout=60)
+    with pytest.raises(RuntimeError, match="ran past 1 s"):
+        run_local_workers(1, [sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
