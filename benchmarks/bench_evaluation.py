@@ -5,7 +5,8 @@
 
 Random towers-like embeddings (``--users`` x 32 and ``--movies`` x 32, float32) and random interactions as
 plain frames of ``user_idx`` / ``movie_idx`` (users drawn with log-normal activity, movies with power-law
-popularity, Zipf exponent 1), then ``metrics.evaluate`` of a ``TowerScorer``: unfiltered and filtered hit
+popularity, Zipf exponent 1), then ``metrics.evaluate`` of a ``TowerScorer`` (``--source popularity``: the
+most-popular baseline's ``PopularityScorer``, which needs no ``[users x movies]`` matrix either): unfiltered and filtered hit
 rates @1/5/10/50/100 of every test rating, per-user recall/precision/NDCG/MAP @1/5/10, the exact MRR,
 coverage and popularity of the top-10 lists.  It prints the seconds of each user batch size and the peak
 RSS (a sampler thread every 50 ms, and ``getrusage``'s peak of the whole process, data included).
@@ -100,17 +101,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--user-batches", type=int, nargs="+", default=[1024])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--source", choices=["towers", "popularity"], default="towers", help="random towers or most-popular"
+    )
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
+    from twotower_utils.evaluation.baselines import PopularityScorer
     from twotower_utils.evaluation.counting import TowerScorer
     from twotower_utils.evaluation.metrics import evaluate
 
     start = time.perf_counter()
     users, movies, train, test = make_data(args.users, args.movies, args.train, args.test, args.dim, args.seed)
-    scorer = TowerScorer.from_tables(users, movies)
+    if args.source == "towers":
+        scorer = TowerScorer.from_tables(users, movies)
+    else:
+        scorer = PopularityScorer(train, args.users, args.movies)
     print(
-        f"data: {args.users:,} users x {args.movies:,} movies, {len(train):,} train / {len(test):,} test "
+        f"{args.source}: {args.users:,} users x {args.movies:,} movies, {len(train):,} train / {len(test):,} test "
         f"interactions, built in {time.perf_counter() - start:.1f} s, RSS {rss_bytes() / 1e9:.2f} GB",
         flush=True,
     )
