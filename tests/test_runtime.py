@@ -64,3 +64,11 @@ def test_scann_build_info_lines_are_dropped_and_its_warnings_kept(capfd):
         for line in (banner, info, warning):
             os.write(2, line.encode())
     assert capfd.readouterr().err == warning
+
+
+def test_xla_first_compilation_line_is_noise_and_real_lines_are_not():
+    from twotower_utils.runtime import XLA_INFO, is_noise
+
+    line = "I0000 00:00:1796137865.750891   14035 device_compiler.h:196] Compiled cluster using XLA!  This line is"
+    assert is_noise(line, XLA_INFO)
+    assert not is_noise("E0000 00:00:1.5 14035 device_compiler.h:196] compilation failed", XLA_INFO)

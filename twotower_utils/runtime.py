@@ -36,6 +36,11 @@ SCANN_INFO = (
     re.compile(r"^I\d{4} [\d:. ]+\d+ (partitioner_factory_base|kmeans_tree_partitioner_utils|scann_builder|"
                r"partitioner_factory|brute_force|scann_ops)[\w.]*:\d+\]"),
 )  # fmt: skip
+# XLA announces its first compiled cluster at info level through absl (once per process), past TF_CPP_MIN_LOG_LEVEL
+XLA_INFO = (
+    re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
+    re.compile(r"^I\d{4} [\d:. ]+\d+ device_compiler\.h:\d+\] Compiled cluster using XLA!"),
+)
 SHOW_STARTUP_ENV = "TWOTOWER_SHOW_TF_STARTUP"
 HEADLESS_ENV = "TWOTOWER_HEADLESS"
 

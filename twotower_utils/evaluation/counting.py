@@ -29,6 +29,7 @@ user) and about 40 bytes a test interaction for its ids, positives and counts.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+
+from twotower_utils.runtime import XLA_INFO, filtered_stderr
 
 
 class SeenMovies:
@@ -390,18 +393,21 @@ def rank_users(
         else:
             positions, movies = seen.pairs(batch)
             seen_at = np.stack([positions, movies - 1], axis=1)[movies > 0]
-        result = _rank_batch(
-            rows,
-            tf.constant(seen_at, tf.int32),
-            at[:, 0],
-            at[:, 1],
-            tf.cast(positives, rows.dtype),
-            tf.constant(seen_true[low:high]),
-            depth,
-            chunk,
-            num_movies,
-            options,
-        )
+        # the first batch compiles the XLA pass of _first_rank, which absl announces on stderr once per process
+        quiet = filtered_stderr(XLA_INFO) if number == 0 else contextlib.nullcontext()
+        with quiet:
+            result = _rank_batch(
+                rows,
+                tf.constant(seen_at, tf.int32),
+                at[:, 0],
+                at[:, 1],
+                tf.cast(positives, rows.dtype),
+                tf.constant(seen_true[low:high]),
+                depth,
+                chunk,
+                num_movies,
+                options,
+            )
         for name, value in result.items():
             found.setdefault(name, []).append(value.numpy())
     if not found:  # no users at all
