@@ -60,6 +60,7 @@ LATER_FIELDS = (
     "use_user_id",
     "sequence_blocks",
     "sequence_dropout",
+    "dataset",
 )
 # Axes of `make tune`, crossed with each other around comparison.BEST_SWITCHES.
 DEFAULT_GRID: dict[str, tuple] = {
