@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,22 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from twotower_utils.distributed import RESULT_PREFIX, free_ports  # noqa: E402
+from twotower_utils.distributed import RESULT_PREFIX, free_ports, start_entry_point  # noqa: E402
 
 
 def run(setups: list[tuple[list[str], dict[str, str]]], timeout: float) -> list[dict]:
     """Start every (arguments, extra environment) process at once; their printed results, in order."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "twotower_utils", "distributed", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, **env},
-        )
-        for args, env in setups
-    ]
+    processes = [start_entry_point(args, env) for args, env in setups]
     results = []
     for process in processes:
         stdout, stderr = process.communicate(timeout=timeout)

@@ -24,7 +24,14 @@ import tensorflow as tf
 from conftest import real_data_dir
 
 from twotower_utils.config import ConfigError
-from twotower_utils.distributed import RESULT_PREFIX, free_ports, is_chief, make_strategy, read_tf_config
+from twotower_utils.distributed import (
+    RESULT_PREFIX,
+    free_ports,
+    is_chief,
+    make_strategy,
+    read_tf_config,
+    start_entry_point,
+)
 from twotower_utils.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,17 +172,6 @@ def test_what_cannot_be_distributed_says_so(tiny_data, tiny_split, tiny_config):
         train(tiny_config.replace(rating_task=True), tiny_data, tiny_split, strategy=strategy)
 
 
-def start_worker(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "twotower_utils", "distributed", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
-
-
 def finish(process: subprocess.Popen, timeout: float) -> dict:
     try:
         stdout, stderr = process.communicate(timeout=timeout)
@@ -194,14 +190,14 @@ def test_two_multi_worker_processes_train_in_step_and_only_the_chief_writes(tmp_
     common = ["--ratings", "3000", "--epochs", "2", "--batch-size", "1024", "--data-dir", data_dir]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     processes = [
-        start_worker(
+        start_entry_point(
             ["--strategy", "multi_worker", "--output-dir", str(tmp_path / f"worker{i}"), *common],
             {"TF_CONFIG": json.dumps(tf_config(cluster, "worker", i))},
         )
         for i in range(2)
     ]
     # the one-device reference runs alongside (no TF_CONFIG: a single process is its own chief)
-    reference = start_worker(["--strategy", "one_device", "--output-dir", str(tmp_path / "one"), *common], {})
+    reference = start_entry_point(["--strategy", "one_device", "--output-dir", str(tmp_path / "one"), *common], {})
     chief, other = (finish(process, 150) for process in processes)
     one = finish(reference, 150)
     assert chief["chief"] and not other["chief"]

@@ -134,6 +134,21 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def start_entry_point(args: list[str], env: dict[str, str] | None = None):
+    """``python -m twotower_utils distributed ARGS`` in a new process (the environment plus ``env``, e.g. its
+    ``TF_CONFIG``), its output piped as text: how tests and benchmarks start the tasks of a local cluster."""
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "twotower_utils", "distributed", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def run_local_workers(count: int, command: list[str], timeout: float | None = None) -> None:
     """Run ``command`` as ``count`` ``MultiWorkerMirroredStrategy`` workers on this machine (127.0.0.1, free
     ports, ``TF_CONFIG`` task 0..count-1; worker 0 is the chief) and wait for all of them; one clear error
