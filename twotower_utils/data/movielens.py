@@ -133,7 +133,9 @@ def _ratings_to_frame(builder, chunk_size: int = CHUNK_SIZE) -> pd.DataFrame:
     records = tf.data.TFRecordDataset(files).batch(chunk_size).map(parse).prefetch(1)
     parts: dict[str, list] = {key: [] for key in spec}
     chunks = -(-split.num_examples // chunk_size)
-    for batch in progress(records, total=chunks, desc=f"reading {builder.name}", unit="chunk"):
+    # a bar only when there is something to wait for: 100K is one chunk
+    batches = progress(records, total=chunks, desc=f"reading {builder.name}", unit="chunk") if chunks > 1 else records
+    for batch in batches:
         for key, value in batch.items():
             array = value.numpy()
             parts[key].append(_strings(array) if value.dtype == tf.string else array)
