@@ -3,7 +3,7 @@
 import pytest
 
 import twotower_utils as tt
-from twotower_utils.data.sets import DATASETS, check_dataset_name, parse_synthetic_name
+from twotower_utils.data.sets import DATASETS, dataset_shape, parse_synthetic_name
 
 
 def test_published_sizes_of_the_sets():
@@ -18,7 +18,7 @@ def test_synthetic_names():
     assert parse_synthetic_name("synthetic-latest-small-5000") == ("latest-small", 5_000)
     for bad in ("synthetic-", "synthetic-10m", "synthetic-25m-x", "25m-synthetic"):
         with pytest.raises(ValueError, match="synthetic-<set>"):
-            check_dataset_name(bad) if bad.startswith("synthetic") else parse_synthetic_name(bad)
+            dataset_shape(bad) if bad.startswith("synthetic") else parse_synthetic_name(bad)
 
 
 def test_config_checks_the_dataset():

@@ -142,19 +142,17 @@ class ExperimentConfig:
         self._check_sequence()
 
     def _check_dataset(self) -> None:
-        from twotower_utils.data.sets import DATASETS, check_dataset_name, parse_synthetic_name
+        from twotower_utils.data.sets import DEMOGRAPHIC_SETS, dataset_shape
 
         try:
-            check_dataset_name(self.dataset)
+            shape = dataset_shape(self.dataset)
         except ValueError as error:
             raise ConfigError(f"dataset: {error}") from None
-        shape = parse_synthetic_name(self.dataset)[0] if self.dataset.startswith("synthetic-") else self.dataset
         demographic = [f for f in self.user_features if f in USER_FEATURES]
-        if demographic and not DATASETS[shape].demographics:
-            have = ", ".join(name for name, facts in DATASETS.items() if facts.demographics)
+        if demographic and shape not in DEMOGRAPHIC_SETS:
             raise ConfigError(
                 f"user_features={tuple(demographic)!r} need user demographics, which MovieLens {shape} does not "
-                f"have (only {have} do); leave user_features empty for dataset={self.dataset!r}"
+                f"have (only {', '.join(DEMOGRAPHIC_SETS)} do); leave user_features empty for dataset={self.dataset!r}"
             )
 
     def _check_sequence(self) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from twotower_utils.data.movielens import MovieLens, lookup_ids
+from twotower_utils.data.sets import USER_FEATURE_COLUMNS
 
 
 def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
@@ -28,8 +29,7 @@ def _one_hot(codes: np.ndarray, size: int) -> np.ndarray:
 def user_feature_table(data: MovieLens, names) -> np.ndarray:
     """``[num_users + 1, F]`` multi-hot side features per user id (row 0, out-of-vocabulary, is zero); one clear
     error when the set has no demographics (MovieLens 20m, 25m and latest-small)."""
-    needed = {"age": "bucketized_user_age", "gender": "user_gender", "occupation": "user_occupation_label"}
-    data.require([needed.get(name, "user_zip_code") for name in names], f"user_features={tuple(names)!r}")
+    data.require([USER_FEATURE_COLUMNS[name] for name in names], f"user_features={tuple(names)!r}")
     users = data.ratings.drop_duplicates("user_id").set_index("user_id")
     users = users.loc[data.user_vocabulary]  # row i-1 is user id i
     blocks = []

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf  # the package __init__ has set TF_USE_LEGACY_KERAS already
 
-from twotower_utils.data.sets import DATASETS, DEMOGRAPHIC_COLUMNS, DatasetFacts, dataset_facts
+from twotower_utils.data.sets import DATASETS, DEMOGRAPHIC_COLUMNS, DEMOGRAPHIC_SETS, DatasetFacts, dataset_facts
 
 # the 100k names, kept for code that imported them
 RATINGS_NAME = DATASETS["100k"].ratings_name
@@ -93,13 +93,6 @@ def _dataset_to_frame(dataset: tf.data.Dataset) -> pd.DataFrame:
             columns[key] = _strings(value.numpy())
         else:
             columns[key] = value.numpy()
-    return _categorical_frame(columns)
-
-
-def _categorical_frame(columns: dict) -> pd.DataFrame:
-    for key, value in columns.items():
-        if isinstance(value, pd.Categorical):  # sorted categories: sorting a column sorts its strings
-            columns[key] = value.reorder_categories(sorted(value.categories))
     return pd.DataFrame(columns)
 
 
@@ -145,7 +138,7 @@ def _ratings_to_frame(builder, chunk_size: int = CHUNK_SIZE) -> pd.DataFrame:
         else np.concatenate(chunks_of_key)
         for key, chunks_of_key in parts.items()
     }
-    return _categorical_frame(columns)
+    return pd.DataFrame(columns)
 
 
 @dataclass
@@ -192,7 +185,8 @@ class MovieLens:
         name: str = "custom",
     ) -> MovieLens:
         """Build from frames with at least ``user_id``/``movie_title`` (ratings) and ``movie_title`` (movies).
-        String columns may be plain or ``Categorical`` (the columnar form ``load`` and ``data.synthetic`` make)."""
+        String columns may be plain or ``Categorical`` (the columnar form ``load`` and ``data.synthetic`` make);
+        a ``Categorical``'s categories come out sorted, so sorting the column sorts its strings."""
         for frame, needed, what in (
             (ratings, ("user_id", "movie_title"), "ratings"),
             (movies, ("movie_title",), "movies"),
@@ -208,12 +202,11 @@ class MovieLens:
         unknown = rated[lookup_ids(movie_vocabulary, rated) == 0]
         if len(unknown):
             raise ValueError(f"{len(unknown)} rated title(s) are not in the movies frame, e.g. {sorted(unknown)[:3]}")
-        ratings = ratings.reset_index(drop=True).copy()
+        ratings = _sorted_categories(ratings.reset_index(drop=True).copy())
+        movies = _sorted_categories(movies.reset_index(drop=True).copy())
         ratings["user_idx"] = lookup_ids(user_vocabulary, ratings["user_id"])
         ratings["movie_idx"] = lookup_ids(movie_vocabulary, ratings["movie_title"])
-        return cls(
-            ratings, movies.reset_index(drop=True), user_vocabulary, movie_vocabulary, list(genre_names or []), name
-        )
+        return cls(ratings, movies, user_vocabulary, movie_vocabulary, list(genre_names or []), name)
 
     @property
     def num_users(self) -> int:
@@ -228,13 +221,20 @@ class MovieLens:
         user demographics)."""
         missing = [c for c in columns if c not in self.ratings.columns]
         if missing:
-            have = [f.name for f in DATASETS.values() if f.demographics]
-            hint = f" (of the MovieLens sets only {', '.join(have)} have user demographics)"
+            hint = f" (of the MovieLens sets only {', '.join(DEMOGRAPHIC_SETS)} have user demographics)"
             demographic = any(c in DEMOGRAPHIC_COLUMNS for c in missing)
             raise ValueError(
                 f"{what} needs the column(s) {missing}, which MovieLens '{self.name}' does not have"
                 + (hint if demographic else "")
             )
+
+
+def _sorted_categories(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (a copy of the caller's) with every ``Categorical`` column's categories in sorted order."""
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].cat.reorder_categories(sorted(frame[column].cat.categories))
+    return frame
 
 
 def distinct_strings(values) -> np.ndarray:

@@ -9,7 +9,7 @@ Two ways to shuffle, the same idea (a new random order of the interactions every
   ``0..n-1`` (``tf.random.experimental.index_shuffle``, a stateless bijection, reseeded each epoch): 8 bytes a
   column per interaction and no per-element work.  A different order than ``"elements"``, so other numbers.
 
-``shuffle="auto"`` (the default) picks ``"elements"`` up to ``ELEMENT_SHUFFLE_LIMIT`` interactions, ``"indices"``
+``shuffle_mode="auto"`` (the default) picks ``"elements"`` up to ``ELEMENT_SHUFFLE_LIMIT`` interactions, ``"indices"``
 above (MovieLens 1M and up).
 """
 

@@ -46,7 +46,15 @@ DATASETS = {
         DatasetFacts("latest-small", 100_836, 610, 9_724, 9_742, False, True, (1996, 2018), "ml-latest-small.zip", 1.0),
     )
 }
-DEMOGRAPHIC_COLUMNS = ("bucketized_user_age", "user_gender", "user_occupation_label", "user_zip_code")
+# each demographic user feature (ExperimentConfig.user_features) and the ratings column it reads
+USER_FEATURE_COLUMNS = {
+    "age": "bucketized_user_age",
+    "gender": "user_gender",
+    "occupation": "user_occupation_label",
+    "zip": "user_zip_code",
+}
+DEMOGRAPHIC_COLUMNS = tuple(USER_FEATURE_COLUMNS.values())
+DEMOGRAPHIC_SETS = tuple(name for name, facts in DATASETS.items() if facts.demographics)
 SYNTHETIC_NAME = re.compile(r"^synthetic-(?P<shape>[a-z0-9-]+?)(?:-(?P<ratings>\d+))?$")
 
 
@@ -69,12 +77,11 @@ def parse_synthetic_name(name: str) -> tuple[str, int | None]:
     return match.group("shape"), None if ratings is None else int(ratings)
 
 
-def check_dataset_name(name: str) -> str:
-    """``name`` if it names a real or synthetic set, else one ValueError listing the choices."""
+def dataset_shape(name: str) -> str:
+    """The real set whose facts a dataset name follows (``"synthetic-25m-1000000"`` -> ``"25m"``, ``"1m"`` ->
+    ``"1m"``), or one ValueError listing the choices."""
     if not isinstance(name, str):
         raise ValueError(f"dataset must be a name such as '100k', got {name!r}")
     if name.startswith("synthetic-"):
-        parse_synthetic_name(name)
-    else:
-        dataset_facts(name)
-    return name
+        return parse_synthetic_name(name)[0]
+    return dataset_facts(name).name

@@ -40,6 +40,11 @@ CATALOGUE_EXPONENT = 0.65
 AGE_BUCKETS = np.array([1, 18, 25, 35, 45, 50, 56], dtype=np.float32)  # MovieLens' age groups
 AGE_SHARES = np.array([0.04, 0.18, 0.35, 0.2, 0.09, 0.08, 0.06])
 NUM_OCCUPATIONS = 21
+GENRE_NAMES = [  # TFDS's genre labels for MovieLens (its ``movie_genres`` ClassLabel)
+    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+    "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "Unknown", "War",
+    "Western", "(no genres listed)",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,6 @@ def synthetic_movielens(
     order = rng.permutation(num_ratings)  # TFDS order is not grouped by user either
     users, movies, ratings, timestamps = users[order], movies[order], ratings[order], timestamps[order]
     titles, genres = _movie_table(rng, num_movies, movie_group)
-    genre_names = _genre_names()
     frame = {
         "user_id": pd.Categorical.from_codes(users, categories=_sorted_index(num_users)),
         "movie_title": pd.Categorical.from_codes(movies, categories=titles),
@@ -105,20 +109,12 @@ def synthetic_movielens(
             "movie_genres": genres,
         }
     )
-    ratings_frame = _sorted_categories(pd.DataFrame(frame))
-    return MovieLens.from_frames(ratings_frame, movies_frame, genre_names, name=f"synthetic-{shape}")
+    return MovieLens.from_frames(pd.DataFrame(frame), movies_frame, GENRE_NAMES, name=f"synthetic-{shape}")
 
 
 def _sorted_index(size: int) -> pd.Index:
     """Ids ``"1"..str(size)`` as TFDS writes them; code ``i`` is id ``i + 1``."""
     return pd.Index([str(i + 1) for i in range(size)])
-
-
-def _sorted_categories(frame: pd.DataFrame) -> pd.DataFrame:
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.CategoricalDtype):
-            frame[column] = frame[column].cat.reorder_categories(sorted(frame[column].cat.categories))
-    return frame
 
 
 def _ratings_per_user(
@@ -211,7 +207,7 @@ def _rating_values(rng, users, movies, in_group, num_users, num_movies, half_sta
     quality = rng.normal(0.0, 0.5, num_movies)
     raw = 3.5 + user_bias[users] + quality[movies] + 0.4 * in_group + rng.normal(0.0, 0.9, len(users))
     step = 0.5 if half_stars else 1.0
-    return np.clip(np.round(raw / step) * step, step if half_stars else 1.0, 5.0).astype(np.float32)
+    return np.clip(np.round(raw / step) * step, step, 5.0).astype(np.float32)  # lowest: 0.5 or 1 star
 
 
 def _timestamps(rng, users, num_users: int, years: tuple[int, int]) -> np.ndarray:
@@ -227,20 +223,11 @@ def _movie_table(rng, num_movies: int, movie_group) -> tuple[pd.Index, list[list
     one tied to the taste group."""
     years = np.clip(np.round(2019 - rng.exponential(18.0, num_movies)), 1920, 2019).astype(int)
     titles = pd.Index([f"Synthetic movie {m + 1} ({year})" for m, year in enumerate(years)])
-    num_genres = len(_genre_names())
+    num_genres = len(GENRE_NAMES)
     extra = rng.integers(0, num_genres, (num_movies, 2))
     how_many = rng.integers(0, 3, num_movies)
     genres = [sorted({int(movie_group[m] % num_genres), *extra[m, : how_many[m]].tolist()}) for m in range(num_movies)]
     return titles, genres
-
-
-def _genre_names() -> list[str]:
-    """TFDS's genre labels for MovieLens (its ``movie_genres`` ClassLabel)."""
-    return [
-        "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-        "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "Unknown", "War",
-        "Western", "(no genres listed)",
-    ]  # fmt: skip
 
 
 def _demographics(rng, users, num_users: int) -> dict:
