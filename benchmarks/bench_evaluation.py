@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import threading
 import time
@@ -32,27 +31,23 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np
 import pandas as pd
 
+from twotower_utils.runtime import peak_rss_bytes, resident_bytes
+
 TARGET_SECONDS, TARGET_RSS_GB = 120.0, 8.0
 KS = (1, 5, 10, 50, 100)
-
-
-def rss_bytes() -> int:
-    """This process's resident set size now (Linux ``/proc/self/statm``)."""
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class PeakSampler:
     """The largest RSS seen while the ``with`` block runs (sampled every ``interval`` seconds)."""
 
     def __init__(self, interval: float = 0.05) -> None:
-        self.interval, self.peak = interval, rss_bytes()
+        self.interval, self.peak = interval, resident_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, rss_bytes())
+            self.peak = max(self.peak, resident_bytes())
 
     def __enter__(self) -> PeakSampler:
         self._thread.start()
@@ -61,7 +56,7 @@ class PeakSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+        self.peak = max(self.peak, resident_bytes())
 
 
 def random_interactions(rng, size: int, user_weights: np.ndarray, movie_weights: np.ndarray) -> pd.DataFrame:
@@ -119,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         scorer = PopularityScorer(train, args.users, args.movies)
     print(
         f"{args.source}: {args.users:,} users x {args.movies:,} movies, {len(train):,} train / {len(test):,} test "
-        f"interactions, built in {time.perf_counter() - start:.1f} s, RSS {rss_bytes() / 1e9:.2f} GB",
+        f"interactions, built in {time.perf_counter() - start:.1f} s, RSS {resident_bytes() / 1e9:.2f} GB",
         flush=True,
     )
     runs = []
@@ -135,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             f"NDCG@10 {result['ranking']['ndcg@10']:.4f}, MRR {result['ranking']['mrr']:.5f}",
             flush=True,
         )
-    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: kilobytes
+    process_peak = peak_rss_bytes() / 1e9
     best = min(runs, key=lambda run: run["seconds"])
     met = best["seconds"] <= TARGET_SECONDS and process_peak <= TARGET_RSS_GB
     print(

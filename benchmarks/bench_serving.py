@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,9 @@ TARGET_SPEEDUP, TARGET_RECALL, TARGET_P50_MS = 50.0, 0.95, 1.0
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from twotower_utils.runtime import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def export_latency(model_dir: Path, batch_sizes: list[int], repeats: int) -> tuple:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -38,7 +37,9 @@ KS = (1, 5, 10, 50, 100)
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from twotower_utils.runtime import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def _training_flops(num_examples: int, batch_size: int, dim: int, epochs: int) -> float:

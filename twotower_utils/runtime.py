@@ -136,6 +136,23 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=quiet, file=sys.stderr, **kwargs)
 
 
+def resident_bytes() -> int:
+    """This process's resident memory now, in bytes (Linux ``/proc/self/statm``; 0 where it is missing)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far, in bytes (Linux's ``getrusage`` reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def say(message: str) -> None:
     """Print a line without breaking a progress bar that is being drawn."""
     from tqdm import tqdm

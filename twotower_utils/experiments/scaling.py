@@ -13,7 +13,6 @@ saves only the repeated movies.  ``batch_shape`` measures ``U`` and ``M`` on the
 from __future__ import annotations
 
 import math
-import resource
 import time
 from collections.abc import Sequence
 
@@ -61,8 +60,10 @@ def frame_memory(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def peak_rss_gb() -> float:
-    """This process's peak resident memory so far (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    """This process's peak resident memory so far, in GiB (``runtime.peak_rss_bytes``)."""
+    from twotower_utils.runtime import peak_rss_bytes
+
+    return peak_rss_bytes() / 1024**3
 
 
 def batch_shape(train: pd.DataFrame, batch_size: int, seed: int = 0, batches: int = 50) -> dict[str, float]:
@@ -118,7 +119,7 @@ def measure_size(
     from twotower_utils.training import train
 
     config = (config or ExperimentConfig()).replace(epochs=1, dataset=f"synthetic-{shape}-{num_ratings}")
-    figures: dict = {"ratings": num_ratings}
+    figures: dict = {"ratings": num_ratings, "embedding_dim": config.embedding_dim}
     start = time.perf_counter()
     data = synthetic_movielens(shape, num_ratings, seed=0)
     figures |= {"load_s": time.perf_counter() - start, "users": data.num_users, "movies": data.num_movies}
@@ -153,7 +154,7 @@ def extrapolate(figures: dict, machines: Sequence[int] = (1, 2, 4, 8, 16), gbit_
     scale = facts.ratings / figures["ratings"]
     epoch = figures["epoch_s"] * scale
     steps = figures["steps"] * scale
-    row_bytes = (figures["distinct_users"] + figures["distinct_movies"]) * 32 * 4
+    row_bytes = (figures["distinct_users"] + figures["distinct_movies"]) * figures["embedding_dim"] * 4
     rows = []
     for n in machines:
         exchange = steps * (n - 1) * row_bytes / n / (gbit_per_s * 1e9 / 8) if n > 1 else 0.0

@@ -245,15 +245,10 @@ def pick_setting(rows: Sequence[dict], min_recall: float, key: str = "p50_ms") -
 
 
 def resident_mb() -> float:
-    """This process's resident memory now, in MB (Linux; 0 where /proc is missing)."""
-    try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    import os
+    """This process's resident memory now, in MB (``runtime.resident_bytes``; 0 where /proc is missing)."""
+    from twotower_utils.runtime import resident_bytes
 
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return resident_bytes() / 2**20
 
 
 def compare_search(
