@@ -48,6 +48,7 @@ def test_measure_size_records_every_figure():
 
 def test_extrapolation_divides_the_epoch_and_adds_the_exchange():
     figures = {"ratings": 1_000_000, "epoch_s": 10.0, "steps": 100, "distinct_users": 8000, "distinct_movies": 4000}
+    figures["embedding_dim"] = 32
     table = scaling.extrapolate(figures, machines=(1, 2, 8))
     assert table["compute_s"].tolist() == pytest.approx([250.0, 125.0, 31.25], rel=1e-3)  # 25x the ratings
     assert table.loc[0, "exchange_s"] == 0 and np.all(np.diff(table["exchange_s"]) > 0)

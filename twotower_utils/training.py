@@ -108,20 +108,24 @@ def train(
 
 def _training_dataset(config: ExperimentConfig, frame: pd.DataFrame, seed: int | None = None) -> tf.data.Dataset:
     """The shuffled training batches of ``frame`` with what the config's model reads (ratings, histories)."""
-    ratings = config.rating_task or config.ranking_head != "none"
     histories = training_histories(frame, config.history_length) if config.user_tower != "id" else None
     return interactions_dataset(
         frame,
         config.batch_size,
         seed=config.seed if seed is None else seed,
-        ratings=ratings,
+        ratings=_reads_ratings(config),
         histories=histories,
     )
 
 
+def _reads_ratings(config: ExperimentConfig) -> bool:
+    """Whether the config's model has a rating task (multitask) or is the rating model (a ranking head)."""
+    return config.rating_task or config.ranking_head != "none"
+
+
 def _train_distributed(config, data, split, strategy, verbose, curves, callbacks) -> TrainingResult:
     """``train`` on a ``tf.distribute`` strategy (see there)."""
-    if config.ranking_head != "none" or config.rating_task:
+    if _reads_ratings(config):
         raise ConfigError("train(strategy=...) trains the two-tower retrieval model only (no rating task or head)")
     if config.metrics_in_training:
         raise ConfigError(
@@ -147,7 +151,7 @@ def _train_distributed(config, data, split, strategy, verbose, curves, callbacks
 
 def _fit(model, config, split, train_ds, verbose, curves, callbacks, steps_per_epoch=None) -> TrainingResult:
     """``model.fit`` with the curves the config asks for, timed; the history as a frame."""
-    ratings = config.rating_task or config.ranking_head != "none"
+    ratings = _reads_ratings(config)
     all_callbacks = list(callbacks or [])
     validation = None
     curve_callback = None

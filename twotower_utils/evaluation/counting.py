@@ -394,7 +394,7 @@ def rank_users(
             positions, movies = seen.pairs(batch)
             seen_at = np.stack([positions, movies - 1], axis=1)[movies > 0]
         # the first batch compiles the XLA pass of _first_rank, which absl announces on stderr once per process
-        quiet = filtered_stderr(XLA_INFO) if number == 0 else contextlib.nullcontext()
+        quiet = filtered_stderr(XLA_INFO) if number == 0 and first_ranks else contextlib.nullcontext()
         with quiet:
             result = _rank_batch(
                 rows,
