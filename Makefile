@@ -24,7 +24,8 @@ RUN_PARAMS = $(if $(EMBEDDING_DIM),-p embedding_dim=$(EMBEDDING_DIM)) $(if $(EPO
 
 # Variables this Makefile reads from the command line; any other `make X=...` is a typo and stops here.
 KNOWN_VARIABLES = PYTHON VENV KERNEL OUTPUT_DIR EMBEDDING_DIM EPOCHS LEARNING_RATE BATCH_SIZE SEED DATASET PARAMS DIMS \
-         SEEDS SWEEP_DIR FOLDS GRID INDEX FROM EXPORT_DIR K USER CATALOGUES MT_FOLDS RK_FOLDS SEQ_EPOCHS LAB_PORT SIZES WORKERS
+         SEEDS SWEEP_DIR FOLDS GRID INDEX FROM EXPORT_DIR K USER CATALOGUES MT_FOLDS RK_FOLDS SEQ_EPOCHS LAB_PORT SIZES WORKERS \
+         EXECUTED
 COMMAND_LINE_VARIABLES = $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
 UNKNOWN_VARIABLES = $(filter-out $(KNOWN_VARIABLES),$(COMMAND_LINE_VARIABLES))
 ifneq ($(strip $(UNKNOWN_VARIABLES)),)
@@ -35,7 +36,7 @@ export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
-        multitask-tune ranking-tune sequence-tune bench-scale clean
+        multitask-tune ranking-tune sequence-tune bench-scale headline docs book clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,14 +68,17 @@ run-notebooks: setup ## run the numbered notebooks headless into results/ (EMBED
 test: setup ## run the tests (unit tests and the notebooks' smoke run; needs TFDS_DATA_DIR)
 	$(BIN)/python -m pytest
 
-test-browser: setup ## drive notebook 05's panel in JupyterLab with headless Chromium (screenshots in results/browser)
+test-browser: setup ## headless Chromium: notebook 05's panel in JupyterLab, then the book (make book first; screenshots in results/browser)
 	$(BIN)/python -m pip install --quiet -c constraints.txt playwright
 	TWOTOWER_SCREENSHOTS=$(OUTPUT_DIR)/browser $(BIN)/python -m pytest -m browser -p no:cacheprovider tests/test_browser.py
+	TWOTOWER_SCREENSHOTS=$(OUTPUT_DIR)/browser TWOTOWER_BOOK=build/book \
+		$(BIN)/python -m pytest -m browser -p no:cacheprovider tests/test_book.py
 
-lint: setup ## ruff: lint everything and check the formatting (notebooks included) and that notebooks carry no outputs
+lint: setup ## ruff (lint, formatting, notebooks included), import-linter (imports point down), notebooks without outputs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m twotower_utils.notebook.hygiene notebooks/*.ipynb
+	$(BIN)/lint-imports
 
 format: setup ## ruff format everything (notebooks included)
 	$(BIN)/ruff format .
@@ -82,7 +86,7 @@ format: setup ## ruff format everything (notebooks included)
 bench: setup ## training speed: the TFRS tutorial's loop vs the package's, printed and in results/bench
 	$(BIN)/python benchmarks/bench_training.py --output $(OUTPUT_DIR)/bench/training.json
 
-# Scaling benchmark (issue 14, notebook 11): synthetic sets of ML-25M's shape, one process and 2 local workers.
+# Scaling benchmark (notebook 11): synthetic sets of ML-25M's shape, one process and 2 local workers.
 SIZES   ?= 1000000,10000000,25000000
 WORKERS ?= 1,2
 bench-scale: setup ## epoch/evaluation time and peak RSS vs data size on synthetic ML-25M-shaped sets (SIZES=, WORKERS=)
@@ -122,12 +126,13 @@ RECOMMEND_USER = $(if $(filter command line,$(origin USER)),$(USER),42)
 recommend: setup ## top-K movies for a user from the export (USER=42 K=10)
 	$(BIN)/python -m twotower_utils recommend --model $(EXPORT_DIR) --user $(RECOMMEND_USER) --k $(K)
 
-# Serving benchmark: the export's latency, then exact vs ScaNN on synthetic catalogues of CATALOGUES candidates.
+# Serving benchmark: the export's latency, exact vs ScaNN on synthetic catalogues of CATALOGUES candidates, then
+# 1,000,000 ids through the command line (`python benchmarks/bench_serving.py --streaming-only` runs that row alone).
 CATALOGUES ?= 1000000 10000000
-bench-serving: setup ## serving latency, exact vs ScaNN on synthetic catalogues (CATALOGUES=)
+bench-serving: setup ## serving latency, exact vs ScaNN on synthetic catalogues (CATALOGUES=), 1M ids through the CLI
 	test -e $(EXPORT_DIR) || $(MAKE) export EXPORT_DIR=$(EXPORT_DIR)
 	$(BIN)/python benchmarks/bench_serving.py --model $(EXPORT_DIR) --catalogues $(CATALOGUES) \
-		--output $(OUTPUT_DIR)/bench/serving.json
+		--streaming-ids 1000000 --output $(OUTPUT_DIR)/bench/serving.json
 
 # Notebook 08's validation choices: the rating head (rating-only RMSE), then the joint task weights; cached per fold.
 MT_FOLDS ?= 3
@@ -143,6 +148,21 @@ ranking-tune: setup ## notebook 07's validation choices (RK_FOLDS=)
 SEQ_EPOCHS ?= 5
 sequence-tune: setup ## notebook 10's validation choices (SEQ_EPOCHS=)
 	$(BIN)/python -m twotower_utils sequence --epochs $(SEQ_EPOCHS) --output-dir $(OUTPUT_DIR)/sequence
+
+headline: setup ## the README's headline table (four models, 3 model seeds) into results/headline.json; make docs shows it
+	$(BIN)/python -m twotower_utils headline --output-dir $(OUTPUT_DIR)
+
+docs: setup ## the results page docs/results.md, from what the runs recorded in results/ (metrics.json, bench, studies)
+	$(BIN)/python -m twotower_utils.notebook.docs --results $(OUTPUT_DIR) --output docs/results.md
+
+# The book: the executed notebooks of EXECUTED (make run-notebooks runs them there when it is missing;
+# EXECUTED=results/smoke/executed: the tests' smoke run), docs/*.md and the results page, as a static site.
+EXECUTED ?= $(OUTPUT_DIR)/executed
+BOOK_PACKAGES = mkdocs mkdocs-material mkdocs-jupyter jupyter-server-mathjax
+book: setup ## the series as a static site in build/book: notebooks in order, figures, search (EXECUTED=)
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(BOOK_PACKAGES)
+	test -n "$$(ls $(EXECUTED)/[0-9][0-9]_*.ipynb 2>/dev/null)" || $(MAKE) run-notebooks OUTPUT_DIR=$(patsubst %/executed,%,$(EXECUTED))
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m twotower_utils.notebook.book --executed $(EXECUTED) --output build/book
 
 clean: ## remove results/ and pytest's cache
 	rm -rf $(OUTPUT_DIR) .pytest_cache

@@ -11,7 +11,7 @@ rates @1/5/10/50/100 of every test rating, per-user recall/precision/NDCG/MAP @1
 coverage and popularity of the top-10 lists.  It prints the seconds of each user batch size and the peak
 RSS (a sampler thread every 50 ms, and ``getrusage``'s peak of the whole process, data included).
 
-Targets on this 2-core machine (issue 14): at most 120 s and 8 GB of peak RSS.  The figures are wall-clock:
+Budgets on this 2-core machine: at most 120 s and 8 GB of peak RSS.  The figures are wall-clock:
 run it on a quiet machine.  The data are not MovieLens; only their sizes and skew are.
 """
 

@@ -57,10 +57,9 @@ def run_variant(variant: str, epochs: int) -> dict:
     from twotower_utils.data.pipeline import interactions_dataset
     from twotower_utils.evaluation.counting import metric_name, topk_accuracy
     from twotower_utils.experiments.workflow import prepare
-    from twotower_utils.models.two_tower import build_model
-    from twotower_utils.training import train
+    from twotower_utils.training import build_for, train
 
-    config = tt.ExperimentConfig(epochs=epochs)
+    config = tt.RunConfig(epochs=epochs)
     data, split = prepare(config)
     setup_rss = _peak_rss_mb()
 
@@ -83,7 +82,7 @@ def run_variant(variant: str, epochs: int) -> dict:
         }
 
     # the same towers, initial weights and batch order as (c): only the training machinery differs
-    towers = build_model(config, data)
+    towers = build_for(config, data)
     user_model, movie_model = towers.user_tower, towers.movie_tower  # StringLookup + Embedding
     titles = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary)
     metrics_in_training = variant == "a"
@@ -131,7 +130,7 @@ def _common(config, split) -> dict:
     examples = len(split.train) * config.epochs
     return {
         "training_examples": examples,
-        "flops": _training_flops(len(split.train), config.batch_size, config.embedding_dim, config.epochs),
+        "flops": _training_flops(len(split.train), config.batch_size, config.model.embedding_dim, config.epochs),
     }
 
 

@@ -5,33 +5,46 @@ import itertools
 import pandas as pd
 import pytest
 
-from twotower_utils.config import ExperimentConfig
+from twotower_utils import presets
+from twotower_utils.config import RunConfig
 from twotower_utils.experiments import comparison
 
 
+def _flat(config: RunConfig) -> dict:
+    """The run's fields and its model's, by name."""
+    values = config.to_dict()
+    return {**{k: v for k, v in values.items() if k != "model"}, **values["model"]}
+
+
+def _switches(config: RunConfig) -> dict:
+    flat = _flat(config)
+    return {k: tuple(flat[k]) if isinstance(flat[k], list) else flat[k] for k in presets.best_switches()}
+
+
 def test_walk_adds_one_group_of_switches_per_step_up_to_the_best():
-    report = ExperimentConfig()
+    report = RunConfig()
     steps = comparison.walk(report)
     names = [name for name, _ in steps]
     assert names[0] == "report's recipe" and steps[0][1] == report
     best_name, best = comparison.best_step(steps)
     assert names.count(best_name) == 1 and best_name.endswith(comparison.BEST_SUFFIX)
-    assert {k: getattr(best, k) for k in comparison.BEST_SWITCHES} == comparison.BEST_SWITCHES
+    assert best == presets.best_two_tower()  # the walk ends at the presets' best two-tower
+    assert _switches(best) == presets.best_switches()
     # every main step differs from the one before it, and never goes back on a switch
     main = [config for name, config in steps[: names.index(best_name) + 1] if "not kept" not in name]
     for before, after in itertools.pairwise(main):
-        changed = {k for k, v in before.to_dict().items() if after.to_dict()[k] != v}
-        assert changed and changed <= set(comparison.BEST_SWITCHES), changed
+        changed = {k for k, v in _flat(before).items() if _flat(after)[k] != v}
+        assert changed and changed <= set(presets.best_switches()), changed
     # side roads start from the best config
     for name, config in steps[names.index(best_name) + 1 :]:
         assert name.startswith("best + ")
-        assert {k: getattr(config, k) for k in comparison.BEST_SWITCHES} == comparison.BEST_SWITCHES
+        assert _switches(config) == presets.best_switches()
 
 
 def test_walk_takes_other_best_values():
-    steps = comparison.walk(ExperimentConfig(epochs=2), {"epochs": 3, "embedding_dim": 16})
+    steps = comparison.walk(RunConfig(epochs=2), {"epochs": 3, "embedding_dim": 16})
     _, best = comparison.best_step(steps)
-    assert (best.epochs, best.embedding_dim, best.learning_rate_schedule) == (3, 16, "cosine")
+    assert (best.epochs, best.model.embedding_dim, best.learning_rate_schedule) == (3, 16, "cosine")
     assert steps[1][1].epochs == 2  # the steps before the schedule keep the report's epochs
 
 
@@ -56,7 +69,7 @@ def test_summarise_and_table_give_mean_and_std_over_seeds():
 
 
 def test_best_switches_take_notebook_parameters_and_refuse_unknown_names():
-    assert comparison.best_switches() == comparison.BEST_SWITCHES
+    assert comparison.best_switches() == presets.best_switches()
     assert comparison.best_switches(epochs=3)["epochs"] == 3
     with pytest.raises(ValueError, match="not a switch of the best model"):
         comparison.best_switches(embeding_dim=64)

@@ -23,7 +23,7 @@ import pytest
 import tensorflow as tf
 from conftest import real_data_dir
 
-from twotower_utils.config import ConfigError
+from twotower_utils.config import ConfigError, MultitaskSpec
 from twotower_utils.distributed import (
     RESULT_PREFIX,
     free_ports,
@@ -98,12 +98,11 @@ MIRRORED = """
     import tensorflow as tf
     from conftest import synthetic_movielens
     from twotower_utils.data.splits import random_split
-    from twotower_utils.models.two_tower import build_model
-    from twotower_utils.training import train
+    from twotower_utils.training import build_for, train
 
     data = synthetic_movielens(num_users=120, num_movies=160, per_user=25)  # 3,000 ratings
     split = random_split(data, seed=3, train_fraction=0.75)
-    base = tt.ExperimentConfig(embedding_dim=8, epochs=2, batch_size=256, learning_rate=0.3, seed=7)
+    base = tt.RunConfig(tt.RetrievalSpec(embedding_dim=8), epochs=2, batch_size=256, learning_rate=0.3, seed=7)
     configs = {
         "default": base,
         "loss switches": base.replace(remove_accidental_hits=True, logq_correction=1.0, temperature=0.5),
@@ -128,11 +127,11 @@ MIRRORED = """
             loss = model.compute_loss(features, training=True)
         return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
 
-    single = build_model(base, data, split.train)
+    single = build_for(base, data, split.train)
     one_loss, one_grads = gradients(single, batch)
     strategy = make_strategy("mirrored", devices)
     with strategy.scope():
-        model = build_model(base, data, split.train)
+        model = build_for(base, data, split.train)
     dataset = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
     per_replica = strategy.run(tf.function(lambda features: gradients(model, features)), args=(next(iter(dataset)),))
     loss = strategy.reduce("SUM", per_replica[0], axis=None)
@@ -169,7 +168,7 @@ def test_what_cannot_be_distributed_says_so(tiny_data, tiny_split, tiny_config):
     with pytest.raises(ConfigError, match="metrics_in_training"):
         train(tiny_config.replace(metrics_in_training=True), tiny_data, tiny_split, strategy=strategy)
     with pytest.raises(ConfigError, match="retrieval model only"):
-        train(tiny_config.replace(rating_task=True), tiny_data, tiny_split, strategy=strategy)
+        train(tiny_config.replace(model=MultitaskSpec(embedding_dim=8)), tiny_data, tiny_split, strategy=strategy)
 
 
 def finish(process: subprocess.Popen, timeout: float) -> dict:
@@ -222,19 +221,18 @@ PARAMETER_SERVER = """
     from twotower_utils.data.splits import random_split
     from twotower_utils.evaluation.counting import topk_accuracy
     from twotower_utils.models.losses import retrieval_loss
-    from twotower_utils.models.two_tower import build_model
-    from twotower_utils.training import train
+    from twotower_utils.training import build_for, train
 
     data = synthetic_movielens(num_users=120, num_movies=160, per_user=25)
     split = random_split(data, seed=3, train_fraction=0.75)
-    config = tt.ExperimentConfig(embedding_dim=8, epochs=5, batch_size=128, learning_rate=0.3, seed=7)
+    config = tt.RunConfig(tt.RetrievalSpec(embedding_dim=8), epochs=5, batch_size=128, learning_rate=0.3, seed=7)
 
     def full_loss(model):
         # the loss of the whole training set as one batch: a fixed yardstick (each step's loss is noisy)
         users, movies = split.train["user_idx"].to_numpy(), split.train["movie_idx"].to_numpy()
         return float(retrieval_loss(model.user_tower(users), model.movie_tower(movies), users, movies))
 
-    before = full_loss(build_model(config, data, split.train))
+    before = full_loss(build_for(config, data, split.train))
     result = train(config, data, split, verbose=0, curves=False, strategy=strategy)
     model = result.model
     print(json.dumps({

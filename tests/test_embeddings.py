@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from twotower_utils.models.two_tower import build_model
 from twotower_utils.notebook import embeddings as emb
+from twotower_utils.training import build_for
 
 
 def _group_vectors(data, groups: int, noise: float = 0.01, seed: int = 0):
@@ -68,9 +68,9 @@ def test_tsne_projection_runs_on_a_few_points():
 
 
 def test_model_vectors_projection_plot_and_projector_export(tiny_data, tiny_config, tmp_path):
-    model = build_model(tiny_config, tiny_data)
+    model = build_for(tiny_config, tiny_data)
     vectors = emb.movie_vectors(model)
-    assert vectors.shape == (tiny_data.num_movies, tiny_config.embedding_dim)
+    assert vectors.shape == (tiny_data.num_movies, tiny_config.model.embedding_dim)
     labels = emb.primary_genre(emb.movie_genres(tiny_data), ["Action", "Drama"])
     fig = emb.plot_projection(emb.project_2d(vectors), labels, "tiny", annotate={"Movie 00": (0.0, 0.0)})
     assert len(fig.axes[0].collections) == 3  # other, Action, Drama

@@ -43,7 +43,7 @@ def test_layout_is_what_tf_serving_expects_and_versions_count_up(exports, traine
     metadata = json.loads((exact / "assets.extra" / "twotower.json").read_text())
     assert metadata["index"] == "exact" and metadata["num_movies"] == tiny_data.num_movies
     assert metadata["num_users"] == tiny_data.num_users and metadata["seen_pairs"] == len(tiny_split.train)
-    assert metadata["config"]["embedding_dim"] == 8 and metadata["signatures"] == list(ex.SIGNATURES)
+    assert metadata["config"]["model"]["embedding_dim"] == 8 and metadata["signatures"] == list(ex.SIGNATURES)
     second = ex.export_model(trained, tiny_data, tiny_split.train, exact.parent)
     assert second.name == "2" and ex.resolve_export(exact.parent) == second
     with pytest.raises(FileExistsError, match="exists already"):
@@ -229,3 +229,38 @@ def test_lists_that_differ_only_in_near_ties_are_told_apart_from_real_difference
     assert ex._beyond_ties([swapped], [tied], [same], [tied + 1e-7]) == 0
     assert ex._beyond_ties([other], [apart], [same], [apart - [0, 0, 0.5]]) == 1
     assert ex._beyond_ties([same[:2]], [tied[:2]], [same], [tied]) == 1
+
+
+def test_an_empty_batch_gets_an_empty_answer_from_both_index_kinds(exports):
+    """A TF Serving batcher can send an empty batch; ScaNN's own search refuses one."""
+    empty, k = tf.constant([], tf.string), tf.constant(5)
+    for path in exports:
+        model = ex.load_export(path).model
+        for name, key in (("serving_default", "user_id"), ("recommend_including_seen", "user_id")):
+            out = model.signatures[name](**{key: empty, "k": k})
+            assert out["movie_titles"].shape == (0, 5) and out["cold_start"].shape == (0,), (path, name)
+        out = model.signatures["similar_movies"](title=empty, k=k)
+        assert out["similar_titles"].shape == (0, 5) and out["unknown_title"].shape == (0,), path
+        assert ex.load_export(path).recommend([], 3)["scores"].shape == (0, 3)
+
+
+def test_the_ragged_and_the_dense_seen_tables_leave_out_the_same_movies(
+    trained, tiny_data, tiny_split, loaded, monkeypatch, tmp_path
+):
+    """A catalogue too big for the dense table (here: a limit of 0 bytes) scatters the ragged lists instead."""
+    monkeypatch.setattr(ex, "DENSE_SEEN_BYTES", 0)
+    for index in ("exact", "scann"):
+        ragged = ex.load_export(ex.export_model(trained, tiny_data, tiny_split.train, tmp_path / index, index=index))
+        assert not hasattr(ragged.model, "seen_mask") and hasattr(loaded.model, "seen_mask")
+        users = [*tiny_data.user_vocabulary.tolist(), "nobody"]
+        for k in (5, 1000):
+            got, expected = ragged.recommend(users, k), loaded.recommend(users, k)
+            assert (got["movie_titles"] == expected["movie_titles"]).mean() > (0.9 if index == "scann" else 0.999)
+            if index == "exact":
+                assert np.allclose(got["scores"], expected["scores"], atol=1e-5)
+
+
+def test_k_below_one_says_so_in_the_first_line(loaded):
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        loaded.recommend(["u01"], k=0)
+    assert str(error.value).splitlines()[0] == "k must be at least 1, got 0"

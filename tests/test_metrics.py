@@ -59,9 +59,28 @@ def test_graded_metrics_by_hand():
         graded_metrics(HAND_SCORES, HAND_TEST, k=2)
 
 
+def test_a_seen_test_movie_is_never_a_hit_even_when_a_short_list_shows_it():
+    """User 1 saw movies 1 to 4 of 5 and has test ratings of 5 and of 2 (seen, as a retitled movie would be): the
+    filtered top-5 is [5, then the seen movies 1, 2, 3, 4]; only 5 is a hit, and 2 stays among the user's test
+    movies (and in the ideal)."""
+    train = pairs_frame([(1, 1), (1, 2), (1, 3), (1, 4), (2, 1)])
+    test = pairs_frame([(1, 5), (1, 2)]).assign(user_rating=[3.0, 5.0])
+    seen = seen_matrix(train, 2, 5)
+    assert top_k_lists(HAND_SCORES, 5, seen, np.array([1])).tolist() == [[5, 1, 2, 3, 4]]
+    result = evaluate_scores(HAND_SCORES, train, test, 2, 5, ks=(1, 2, 5))
+    assert result["hit_rate_filtered"] == {1: 0.5, 2: 0.5, 5: 0.5}
+    assert result["hit_rate"] == {1: 0.0, 2: 0.5, 5: 1.0}  # unfiltered, movie 2 is second and movie 5 last
+    assert result["ranking"]["recall@5"] == 0.5 and result["ranking"]["mrr"] == 1.0
+    assert result["ranking"]["ndcg@5"] == pytest.approx(1 / (1 + 1 / np.log2(3)))
+    graded = graded_metrics(HAND_SCORES, test, k=5, exclude=seen)
+    assert graded["graded ndcg@5"] == pytest.approx(3 / (5 + 3 / np.log2(3)))
+    assert graded["mean rating of hits@5"] == 3.0
+
+
 def dense_reference(scores, train, test, num_users, num_movies, ks, list_k=10):
     """The metrics the slow, obviously-right way (the dense code this package had before user batches): a
-    full stable argsort of every test user's row and a brute-force count per test interaction."""
+    full stable argsort of every test user's row and a brute-force count per test interaction (filtered, a
+    test movie the user saw in training is in no list: it counts the whole catalogue, a miss at every k)."""
     seen = np.zeros((num_users + 1, num_movies + 1), dtype=bool)
     seen[train["user_idx"].to_numpy(), train["movie_idx"].to_numpy()] = True
     relevant = np.zeros_like(seen)
@@ -72,6 +91,7 @@ def dense_reference(scores, train, test, num_users, num_movies, ks, list_k=10):
     itself = np.arange(1, num_movies + 1)[None, :] == movies_of[:, None]
     unfiltered = ((rows > positives) & ~itself).sum(axis=1)
     filtered = ((rows > positives) & ~itself & ~seen[users_of, 1:]).sum(axis=1)
+    filtered[seen[users_of, movies_of]] = num_movies
     users = np.unique(users_of)
     ranked = scores[users, 1:].astype(np.float64).copy()
     ranked[seen[users, 1:]] = -np.inf
@@ -170,7 +190,7 @@ def test_evaluate_scores_equals_the_dense_reference_on_movielens_100k(real_data,
     from twotower_utils.evaluation.metrics import model_scores
     from twotower_utils.training import train
 
-    config = tt.ExperimentConfig(epochs=1, embedding_dim=16, seed=1)
+    config = tt.RunConfig(tt.RetrievalSpec(embedding_dim=16), epochs=1, seed=1)
     model = train(config, real_data, real_split, verbose=0, curves=False).model
     users, movies = real_data.num_users, real_data.num_movies
     ks = (1, 5, 10, 50, 100)

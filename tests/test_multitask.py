@@ -5,18 +5,18 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import synthetic_movielens
+from twotower_utils.config import MultitaskSpec, RetrievalSpec
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.data.splits import random_split
 from twotower_utils.evaluation.rating import rating_metrics
-from twotower_utils.models.multitask import MultitaskModel, RatingHead, build_multitask_model
-from twotower_utils.models.two_tower import build_model
-from twotower_utils.training import train
+from twotower_utils.models.multitask import MultitaskModel, RatingHead
+from twotower_utils.training import build_for, train
 
 
 @pytest.fixture(scope="module")
 def multitask(tiny_config):
-    return tiny_config.replace(rating_task=True, rating_layers=(8,))
+    return tiny_config.replace(model=MultitaskSpec(embedding_dim=8, rating_layers=(8,)))
 
 
 def _batch(frame, size=48):
@@ -24,15 +24,13 @@ def _batch(frame, size=48):
 
 
 def test_the_loss_is_the_weighted_sum_of_the_two_task_losses(tiny_data, tiny_split, multitask):
-    model = build_multitask_model(
-        multitask.replace(retrieval_weight=0.7, rating_weight=3.0), tiny_data, tiny_split.train
-    )
+    model = build_for(multitask.replace(retrieval_weight=0.7, rating_weight=3.0), tiny_data, tiny_split.train)
     assert isinstance(model, MultitaskModel)
     batch = _batch(tiny_split.train)
     retrieval, rating = (float(x) for x in model.task_losses(batch, training=True))
     assert float(model.compute_loss(batch, training=True)) == pytest.approx(0.7 * retrieval + 3.0 * rating, rel=1e-5)
     # the retrieval part is the two-tower's loss, the rating part the summed squared error of the predictions
-    two_tower = build_model(multitask.replace(rating_task=False, rating_layers=(64,)), tiny_data, tiny_split.train)
+    two_tower = build_for(multitask.replace(model=RetrievalSpec(embedding_dim=8)), tiny_data, tiny_split.train)
     assert retrieval == pytest.approx(float(two_tower.compute_loss(batch, training=True)), rel=1e-5)
     predicted = model.predict_ratings(batch["user_id"], batch["movie_title"]).numpy()
     assert rating == pytest.approx(float(np.sum((predicted - batch["user_rating"].numpy()) ** 2)), rel=1e-5)
@@ -42,7 +40,7 @@ def test_retrieval_only_trains_the_same_towers_as_the_two_tower(tiny_data, tiny_
     """w_rating = 0: the head is built but the towers learn exactly what the two-tower learns."""
     switches = {"logq_correction": 1.0, "l2_regularization": 0.01, "optimizer": "adam", "learning_rate": 0.05}
     plain = train(tiny_config.replace(**switches), tiny_data, tiny_split, verbose=0, curves=False).model
-    config = tiny_config.replace(**switches, rating_task=True, rating_weight=0.0)
+    config = tiny_config.replace(model=MultitaskSpec(embedding_dim=8, rating_weight=0.0)).replace(**switches)
     joint = train(config, tiny_data, tiny_split, verbose=0, curves=False).model
     for name in ("user_tower", "movie_tower"):
         np.testing.assert_allclose(getattr(joint, name).embed_all(), getattr(plain, name).embed_all(), atol=1e-6)
@@ -60,9 +58,8 @@ def test_the_rating_task_learns_planted_biases(tiny_config):
     ratings["user_rating"] = 3.0 + user_bias + movie_bias
     data = MovieLens.from_frames(ratings.drop(columns=["user_idx", "movie_idx"]), base.movies, base.genre_names)
     split = random_split(data, seed=3, train_fraction=0.8)
-    config = tiny_config.replace(
-        rating_task=True, retrieval_weight=0.0, rating_layers=(), optimizer="adam", learning_rate=0.05, epochs=60
-    )
+    spec = MultitaskSpec(embedding_dim=8, retrieval_weight=0.0, rating_layers=())
+    config = tiny_config.replace(model=spec, optimizer="adam", learning_rate=0.05, epochs=60)
     model = train(config, data, split, verbose=0, curves=False).model
     assert rating_metrics(model, split.train)["rmse"] < 0.1
     learned = model.rating_head.user_bias.embeddings.numpy()[1:, 0]
@@ -71,7 +68,7 @@ def test_the_rating_task_learns_planted_biases(tiny_config):
 
 
 def test_stop_gradient_keeps_the_rating_task_out_of_the_towers(tiny_data, tiny_split, multitask):
-    model = build_multitask_model(multitask.replace(rating_stop_gradient=True), tiny_data, tiny_split.train)
+    model = build_for(multitask.replace(rating_stop_gradient=True), tiny_data, tiny_split.train)
     batch = _batch(tiny_split.train)
     with tf.GradientTape(persistent=True) as tape:
         _, rating = model.task_losses(batch, training=True)
@@ -108,8 +105,6 @@ def test_rating_head_l2_penalises_weights_and_looked_up_biases():
     assert len(head.losses) == 2  # no bias rows outside training
 
 
-def test_build_refuses_configs_and_frames_without_ratings(tiny_data, tiny_split, multitask, tiny_config):
-    with pytest.raises(ValueError, match="rating_task=True"):
-        build_multitask_model(tiny_config, tiny_data)
+def test_build_refuses_frames_without_ratings(tiny_data, tiny_split, multitask):
     with pytest.raises(ValueError, match="user_rating"):
-        build_multitask_model(multitask, tiny_data, tiny_split.train.drop(columns=["user_rating"]))
+        build_for(multitask, tiny_data, tiny_split.train.drop(columns=["user_rating"]))

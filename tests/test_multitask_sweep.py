@@ -5,8 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from twotower_utils.experiments import comparison, tuning
+from twotower_utils import presets
+from twotower_utils.config import MultitaskSpec
 from twotower_utils.experiments import multitask_sweep as mt
+from twotower_utils.experiments import tuning
 
 
 def _summary(hit, rmse, std=0.0):
@@ -21,18 +23,21 @@ def _validation(hit, rmse):
     return {"mean": {mt.HIT_RATE: hit, mt.RMSE: rmse}, "folds": []}
 
 
-def test_multitask_config_is_the_best_two_tower_with_the_rating_task():
-    config = mt.multitask_config(rating_weight=0.3, epochs=2)
-    for name, value in comparison.BEST_SWITCHES.items():
-        if name != "epochs":
-            assert getattr(config, name) == value, name
-    assert config.epochs == 2 and config.rating_task and config.rating_weight == 0.3
-    assert config.rating_layers == tuple(mt.HEAD_SWITCHES["rating_layers"])
+def test_the_multitask_model_is_the_best_two_tower_with_the_chosen_head_and_weights():
+    config = presets.multitask_model(rating_weight=0.5, epochs=2)
+    best = presets.best_two_tower()
+    assert config.family == "multitask" and config.epochs == 2 and config.model.rating_weight == 0.5
+    assert config.replace(epochs=best.epochs) == best.replace(model=config.model)  # the best two-tower's run
+    for name in best.model.field_names():  # and its towers and retrieval loss
+        assert getattr(config.model, name) == getattr(best.model, name), name
+    head, joint = presets.multitask_head(), presets.joint_weights()
+    assert config.model.rating_layers == head["rating_layers"] and config.model.rating_l2 == head["rating_l2"]
+    assert presets.multitask_model().model.rating_weight == joint["rating_weight"]
 
 
 def test_sweep_points_hold_both_single_tasks_one_to_one_and_the_balanced_point():
     points = mt.sweep_points(balanced=6.5, rating_weights=(1.0, 0.1, 3.0))
-    assert points[mt.RATING_ONLY] == {**mt.RATING_ONLY_SWITCHES, "retrieval_weight": 0.0, "rating_weight": 1.0}
+    assert points[mt.RATING_ONLY] == {**presets.rating_only_switches(), "retrieval_weight": 0.0, "rating_weight": 1.0}
     assert points[mt.RETRIEVAL_ONLY] == {"retrieval_weight": 1.0, "rating_weight": 0.0}
     assert points["joint (1 : 1)"] == {"retrieval_weight": 1.0, "rating_weight": 1.0}
     assert points["joint (1 : 6.5) balanced"]["rating_weight"] == 6.5
@@ -44,7 +49,7 @@ def test_sweep_points_hold_both_single_tasks_one_to_one_and_the_balanced_point()
 
 
 def test_loss_scales_start_near_log_batch_and_the_rating_variance(tiny_data, tiny_split, tiny_config):
-    config = tiny_config.replace(rating_task=True)
+    config = tiny_config.replace(model=MultitaskSpec(embedding_dim=8))
     scales = mt.loss_scales(config, tiny_data, tiny_split.train)
     # untrained towers score every movie alike: the softmax over a batch's distinct movies is near uniform
     assert 0.5 * math.log(tiny_data.num_movies) < scales["retrieval"] < math.log(config.batch_size) + 0.5
@@ -111,7 +116,7 @@ def test_tfrs_table_puts_reported_numbers_beside_ours():
 
 
 def test_summarise_and_the_sweep_on_tiny_data(tiny_data, tiny_split, tiny_config):
-    base = tiny_config.replace(rating_task=True, epochs=1, rating_layers=(4,))
+    base = tiny_config.replace(model=MultitaskSpec(embedding_dim=8, rating_layers=(4,)), epochs=1)
     points = {mt.RATING_ONLY: {"retrieval_weight": 0.0}, mt.RETRIEVAL_ONLY: {"rating_weight": 0.0}}
     logged = []
     runs, histories = mt.run_sweep(base, points, tiny_data, tiny_split, seeds=[1, 2], log=logged.append)
@@ -127,7 +132,7 @@ def test_summarise_and_the_sweep_on_tiny_data(tiny_data, tiny_split, tiny_config
 
 
 def test_cross_validate_point_caches_each_fold(tiny_data, tiny_split, tiny_config, tmp_path, monkeypatch):
-    config = tiny_config.replace(rating_task=True, epochs=1, rating_layers=(4,))
+    config = tiny_config.replace(model=MultitaskSpec(embedding_dim=8, rating_layers=(4,)), epochs=1)
     folds = tuning.validation_folds(tiny_split.train, folds=2, fraction=0.2)
     first = mt.cross_validate_point(config, tiny_data, folds, tmp_path)
     assert len(first["folds"]) == 2
@@ -163,9 +168,10 @@ def test_notebook_08_defaults_are_the_validation_choices():
     cell = next(c for c in nbformat.read(NOTEBOOKS / "08_multitask.ipynb", as_version=4).cells if c.cell_type == "code")
     values = {}
     exec(cell.source, {}, values)
-    assert values["rating_hidden"] == (mt.HEAD_SWITCHES["rating_layers"] or (0,))[0]
-    assert values["rating_l2"] == mt.HEAD_SWITCHES["rating_l2"]
-    assert values["joint_rating_weight"] == mt.JOINT["rating_weight"] and mt.JOINT["retrieval_weight"] == 1.0
-    best = comparison.BEST_SWITCHES
-    assert (values["embedding_dim"], values["epochs"]) == (best["embedding_dim"], best["epochs"])
-    assert (values["learning_rate"], values["batch_size"]) == (best["learning_rate"], best["batch_size"])
+    head, joint = presets.multitask_head(), presets.joint_weights()
+    assert values["rating_hidden"] == (head["rating_layers"] or (0,))[0]
+    assert values["rating_l2"] == head["rating_l2"]
+    assert values["joint_rating_weight"] == joint["rating_weight"] and joint["retrieval_weight"] == 1.0
+    best = presets.best_switches()
+    assert (values["best_embedding_dim"], values["best_epochs"]) == (best["embedding_dim"], best["epochs"])
+    assert (values["best_learning_rate"], values["best_batch_size"]) == (best["learning_rate"], best["batch_size"])

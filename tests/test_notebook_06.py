@@ -26,7 +26,7 @@ def test_notebook_06_runs_headless_and_records_the_walk(series):
     # the walk: logQ lifts the report's model far above itself and the best beats most-popular
     assert filtered("+ logQ correction (1.2)") > 1.5 * filtered("report's recipe")
     best = section["best_config"]
-    assert (best["logq_correction"], best["embedding_dim"], best["epochs"]) == (1.2, 128, 2)
+    assert (best["model"]["logq_correction"], best["model"]["embedding_dim"], best["epochs"]) == (1.2, 128, 2)
     assert best["learning_rate_schedule"] == "cosine"
     assert section["best_name"] == "+ cosine schedule, 2 epochs (best)"
     assert filtered(section["best_name"]) > filtered("most popular")

@@ -34,5 +34,5 @@ def test_notebook_07_runs_headless_and_records_the_ranking_stage(series):
     for row in section["sweep"]:
         if row["w"] == 0:
             assert row["HR@10 filtered"] == pytest.approx(stage_one["HR@10 filtered"]), row["N"]
-    assert set(section["target"]) >= {"beats stage one on both", "... on every seed", "HR@10 filtered >= 0.19"}
+    assert set(section["goal"]) >= {"beats stage one on both", "... on every seed", "HR@10 filtered >= 0.19"}
     assert (tmp_path / "figures" / "07_tradeoff.png").exists()

@@ -13,7 +13,11 @@ pytestmark = pytest.mark.notebooks
 def test_notebook_09_runs_headless_and_records_the_serving_checks(series):
     tmp_path, metrics = series
     section = metrics["09_serving"]
-    assert section["model"] == "best" and section["config"]["embedding_dim"] == 128 and section["config"]["epochs"] == 2
+    assert (
+        section["model"] == "best"
+        and section["config"]["model"]["embedding_dim"] == 128
+        and section["config"]["epochs"] == 2
+    )
     assert (tmp_path / "export" / "twotower" / "1" / "saved_model.pb").is_file()
     assert (tmp_path / "export" / "twotower_scann" / "1" / "assets.extra" / "twotower.json").is_file()
     assert (tmp_path / "serving" / "model" / "config.json").is_file()  # kept for `make export`

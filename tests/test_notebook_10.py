@@ -19,7 +19,9 @@ def test_notebook_10_runs_headless_and_records_the_sequence_towers(series):
     tmp_path, metrics = series
     section = metrics["10_sequence_user_tower"]
     assert section["seeds"] == [42] and section["epochs"] == 2
-    assert {t["history_length"] for t in section["towers"].values()} == {10}  # the smoke test's L
+    assert {t["model"]["user_tower"]["history_length"] for t in section["towers"].values()} == {
+        10
+    }  # the smoke test's L
     # the baselines do not depend on epochs or seeds: filtered HR@10 measured in the smoke run (recency-weighted
     # EASE with the smoke test's one lambda, 200, and a 10, tau 10 chosen on validation for both protocols)
     expected = {

@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 
 from tests.conftest import synthetic_movielens
-from twotower_utils.config import ConfigError, ExperimentConfig
+from twotower_utils.config import ConfigError, RatingSpec, RunConfig
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import random_split
 from twotower_utils.evaluation.rating import rating_metrics
-from twotower_utils.models.ranking import RatingBlend, RatingModel, build_rating_model, implicit_matrix
-from twotower_utils.training import train
+from twotower_utils.models.ranking import RatingBlend, RatingModel, implicit_matrix
+from twotower_utils.training import build_for, train
 
-FAST = {"optimizer": "adam", "learning_rate": 0.05, "batch_size": 32, "epochs": 30, "embedding_dim": 4}
+FAST = {"optimizer": "adam", "learning_rate": 0.05, "batch_size": 32, "epochs": 30}
 
 
 def planted_biases(seed=1) -> tuple[MovieLens, dict]:
@@ -26,21 +26,21 @@ def planted_biases(seed=1) -> tuple[MovieLens, dict]:
 
 
 def test_ranking_switches_are_validated():
-    with pytest.raises(ConfigError, match="ranking_head must be one of"):
-        ExperimentConfig(ranking_head="gbdt")
-    with pytest.raises(ConfigError, match="implicit_feedback: only for the rating model"):
-        ExperimentConfig(implicit_feedback=True)
-    with pytest.raises(ConfigError, match="logq_correction: retrieval switches"):
-        ExperimentConfig(ranking_head="mf", logq_correction=1.0)
+    with pytest.raises(ConfigError, match="head must be one of"):
+        RatingSpec(head="gbdt")
+    with pytest.raises(ConfigError, match="implicit_feedback is a setting of the rating model"):
+        RunConfig().replace(implicit_feedback=True)
+    with pytest.raises(ConfigError, match="logq_correction is a setting of the retrieval model"):
+        RatingSpec(head="mf", logq_correction=1.0)
     with pytest.raises(ConfigError, match="cross_layers must be"):
-        ExperimentConfig(ranking_head="dcn", cross_layers=-1)
-    ExperimentConfig(ranking_head="dcn", cross_layers=2, user_features=("age",), ranking_l2=1.0)
+        RatingSpec(head="dcn", cross_layers=-1)
+    RunConfig(RatingSpec(head="dcn", cross_layers=2, user_features=("age",), ranking_l2=1.0))
 
 
 def test_the_mf_head_learns_planted_biases():
     data, planted = planted_biases()
     split = random_split(data, seed=0, train_fraction=0.8)
-    config = ExperimentConfig(ranking_head="mf", **FAST)
+    config = RunConfig(RatingSpec(head="mf", embedding_dim=4), **FAST)
     result = train(config, data, split, verbose=0)
     assert isinstance(result.model, RatingModel)
     assert {"rmse", "val_rmse"} <= set(result.history.columns)  # train and test RMSE curves
@@ -54,17 +54,18 @@ def test_the_mf_head_learns_planted_biases():
 
 @pytest.mark.parametrize("head", ["mlp", "dcn"])
 def test_deep_heads_with_features_and_implicit_feedback_train(tiny_data, tiny_split, head):
-    config = ExperimentConfig(
-        ranking_head=head,
+    spec = RatingSpec(
+        head=head,
+        embedding_dim=4,
         ranking_layers=(8,),
         cross_layers=2,
         implicit_feedback=True,
         user_features=(),
         movie_features=("genres", "year"),
         ranking_l2=0.01,
-        **FAST,
     )
-    model = build_rating_model(config, tiny_data, tiny_split.train)
+    config = RunConfig(spec, **FAST)
+    model = build_for(config, tiny_data, tiny_split.train)
     assert any("implicit" in w.name for w in model.trainable_weights)
     assert len(model.cross) == (2 if head == "dcn" else 0)
     before = rating_metrics(model, tiny_split.train)["rmse"]
@@ -73,7 +74,7 @@ def test_deep_heads_with_features_and_implicit_feedback_train(tiny_data, tiny_sp
 
 
 def test_same_seed_same_rating_model(tiny_data, tiny_split):
-    config = ExperimentConfig(ranking_head="dcn", ranking_layers=(8,), **FAST).replace(epochs=3)
+    config = RunConfig(RatingSpec(head="dcn", embedding_dim=4, ranking_layers=(8,)), **FAST).replace(epochs=3)
     first, second = (train(config, tiny_data, tiny_split, verbose=0, curves=False).model for _ in range(2))
     assert rating_metrics(first, tiny_split.test) == rating_metrics(second, tiny_split.test)
 

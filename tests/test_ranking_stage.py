@@ -1,8 +1,11 @@
 """Notebook 07's machinery on tiny synthetic data: the rating table, the ensemble, the two stages, the choices."""
 
+import json
+
 import pandas as pd
 import pytest
 
+from twotower_utils import presets
 from twotower_utils.data.splits import validation_split
 from twotower_utils.experiments import ranking_stage as rk
 
@@ -56,7 +59,8 @@ def test_the_two_stages_run_end_to_end(tiny_data, tiny_split):
     for measures in (r[0] for r in runs.values()):
         assert set(measures) == set(rk.TWO_STAGE_COLUMNS) and 0 <= measures[rk.HR] <= 1
     target = rk.two_stage_target(runs)
-    assert target["pipeline"].startswith(rk.CHOSEN_PIPELINE) and isinstance(target["beats stage one on both"], bool)
+    chosen = presets.two_stage()["pipeline"]
+    assert target["pipeline"].startswith(chosen) and isinstance(target["beats stage one on both"], bool)
     assert isinstance(target["... on every seed"], bool)
 
 
@@ -66,6 +70,38 @@ def test_choose_blend_takes_the_best_mean_and_prefers_small_weights_on_ties():
     assert rk.choose_blend([a, b]) == {"N": 50, "w": 0.1, rk.HR: pytest.approx(0.13)}
     tie = a.assign(**{rk.HR: [0.12, 0.12, 0.12, 0.12]})
     assert rk.choose_blend([tie]) == {"N": 25, "w": 0.0, rk.HR: pytest.approx(0.12)}
+
+
+def test_the_learned_reranker_and_the_pipeline_are_chosen_by_the_best_validation_mean():
+    learned = {"linear, N = 10": 0.15, "linear, N = 25": 0.16, "hidden layer of 32, N = 25": 0.16}
+    assert rk.choose_learned(learned) == {"N": 25, "layers": (), rk.HR: 0.16}  # ties: the first tried
+    assert rk.choose_pipeline({rk.STAGE_ONE: 0.15, "(a)": 0.1, "(b)": 0.157, "(c)": 0.158}) == "(c)"
+    assert rk.choose_pipeline({rk.STAGE_ONE: 0.16, "(b)": 0.16}) == rk.STAGE_ONE
+
+
+def test_the_rating_choices_take_the_lowest_validation_rmse_and_keep_the_order():
+    models = presets.rating_models()
+    found = {
+        name: {f"{field}={v:g}": {"mean": {"RMSE": 1.0 - i / 100}} for i, v in enumerate(values)}
+        for name, (field, values) in rk.VARIANT_GRID.items()
+    }
+    found |= {
+        name: {json.dumps(s): {"mean": {"RMSE": 1.0 + i}} for i, s in enumerate(grid)}
+        for name, grid in rk.BASELINE_GRID.items()
+    }
+    chosen = rk._rating_choices(found, models, presets.rating_baselines())
+    assert [e["name"] for e in chosen["rating_models"]] == list(models)  # the table's order
+    mf = next(e["model"] for e in chosen["rating_models"] if e["name"] == "MF (biases + dot product)")
+    assert (
+        mf["l2_regularization"] == 0.2
+        and mf["embedding_dim"] == models["MF (biases + dot product)"].model.embedding_dim
+    )
+    baselines = {e["name"]: e["settings"] for e in chosen["baselines"]}
+    assert baselines == {
+        "global mean": {},
+        "user + movie biases": {"lam": 1.0},
+        "biased MF (ALS)": {"factors": 50, "lam": 0.05},
+    }
 
 
 def test_the_tradeoff_plot_has_a_line_per_n():

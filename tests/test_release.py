@@ -4,20 +4,20 @@ model a notebook saved, exported; missing inputs are one clear message."""
 import json
 
 from tests.conftest import real_data_dir
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.experiments.comparison import BEST_SWITCHES
-from twotower_utils.experiments.release import best_config, main
+from twotower_utils import presets
+from twotower_utils.config import RunConfig
+from twotower_utils.experiments.release import main, saved_model
 from twotower_utils.experiments.workflow import prepare, save_training
 from twotower_utils.serving.cli import recommend_main
 from twotower_utils.serving.export import load_export
 from twotower_utils.training import train
 
 
-def test_best_config_is_notebook_06s_on_the_reports_split():
-    config = best_config()
-    assert {name: getattr(config, name) for name in BEST_SWITCHES} == BEST_SWITCHES
+def test_the_best_two_tower_is_notebook_06s_on_the_reports_split():
+    config = presets.best_two_tower()
+    assert config == RunConfig().replace(**presets.best_switches())
     assert (config.split, config.seed, config.train_fraction) == ("random", 42, 0.8)
-    assert best_config(seed=3, epochs=1).epochs == 1
+    assert presets.best_two_tower(seed=3, epochs=1).epochs == 1
 
 
 def test_export_trains_the_best_model_once_then_reuses_it(tmp_path, capsys):
@@ -30,7 +30,7 @@ def test_export_trains_the_best_model_once_then_reuses_it(tmp_path, capsys):
     assert "  loaded" in capsys.readouterr().out and (tmp_path / "export" / "twotower" / "2").is_dir()
     metadata = load_export(tmp_path / "export" / "twotower").metadata
     assert metadata["num_movies"] == 1664 and metadata["num_users"] == 943 and metadata["user_id_pattern"] == "[0-9]+"
-    assert metadata["seen_pairs"] == 79_820 and metadata["config"]["embedding_dim"] == 128
+    assert metadata["seen_pairs"] == 79_820 and metadata["config"]["model"]["embedding_dim"] == 128
     code = recommend_main(["--model", str(tmp_path / "export" / "twotower"), "--user", "42", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
     assert code == 0 and len(rows[0]["items"]) == 10 and not rows[0]["cold_start"]
@@ -38,7 +38,7 @@ def test_export_trains_the_best_model_once_then_reuses_it(tmp_path, capsys):
 
 def test_export_from_a_saved_model_with_a_scann_index(tmp_path, capsys):
     data_dir = real_data_dir()
-    config = ExperimentConfig(epochs=1)
+    config = RunConfig(epochs=1)
     data, split = prepare(config, data_dir)
     save_training(train(config, data, split, verbose=0, curves=False), config, tmp_path)
     target = tmp_path / "scann"
@@ -54,3 +54,14 @@ def test_a_folder_without_a_saved_model_is_one_clear_error(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("error: no saved model in") and "make run-notebooks" in error and error.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_saved_with_the_old_flat_config_is_one_retrain_line(tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"config": {"embedding_dim": 32, "rating_task": False}}))
+    assert main(["--from", str(tmp_path), "--export-dir", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: the model in") and "earlier version of twotower" in error
+    assert error.count("\n") == 1 and not (tmp_path / "out").exists()
+    assert saved_model.__doc__ and "RetrainError" in saved_model.__doc__

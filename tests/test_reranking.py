@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from twotower_utils.evaluation import reranking
 from twotower_utils.evaluation.counting import topk_accuracy
-from twotower_utils.models import reranking
 
 # 1 user row (plus row 0, unused), 6 movies (column 0 unused)
 SCORES = np.array([[0, 0, 0, 0, 0, 0, 0], [0, 6, 5, 4, 3, 2, 1]], dtype=float)

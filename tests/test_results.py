@@ -1,8 +1,10 @@
 import json
 
 import numpy as np
+import pytest
 
-from twotower_utils.experiments.workflow import load_or_train
+from twotower_utils.config import MultitaskSpec, RetrainError, RunConfig
+from twotower_utils.experiments.workflow import load_or_train, load_saved_run
 from twotower_utils.results import read_metrics, record_metrics, save_figure
 
 
@@ -37,25 +39,45 @@ def test_load_or_train_reuses_a_model_of_the_same_config(tmp_path, tiny_data, ti
 def test_load_or_train_reloads_a_multitask_model_with_its_head(tmp_path, tiny_data, tiny_split, tiny_config):
     from twotower_utils.evaluation.rating import rating_metrics
 
-    config = tiny_config.replace(rating_task=True, rating_layers=(4,), epochs=1)
+    config = tiny_config.replace(model=MultitaskSpec(embedding_dim=8, rating_layers=(4,)), epochs=1)
     first, _ = load_or_train(config, tiny_data, tiny_split, tmp_path, verbose=0)
     again, loaded = load_or_train(config, tiny_data, tiny_split, tmp_path, verbose=0)
     assert loaded
     assert rating_metrics(again.model, tiny_split.test) == rating_metrics(first.model, tiny_split.test)
 
 
-def test_load_or_train_reuses_a_model_saved_before_the_multitask_fields(tmp_path, tiny_data, tiny_split, tiny_config):
-    import json
+# the layout of config.json before RunConfig: one flat mapping of every model's settings
+OLD_FLAT_CONFIG = {"embedding_dim": 8, "epochs": 3, "learning_rate": 0.5, "ranking_head": "none", "rating_task": False}
 
+
+def test_a_saved_model_reads_back_as_its_run(tmp_path, tiny_data, tiny_split, tiny_config):
+    assert load_saved_run(tmp_path) is None
+    result, _ = load_or_train(tiny_config.replace(epochs=1), tiny_data, tiny_split, tmp_path, verbose=0)
+    config, saved = load_saved_run(tmp_path)
+    assert config == tiny_config.replace(epochs=1) and "history" in saved
+
+
+def test_a_model_saved_in_the_old_flat_layout_must_be_retrained(tmp_path, tiny_data, tiny_split, tiny_config, capsys):
     load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)
     path = tmp_path / "model" / "config.json"
     saved = json.loads(path.read_text())
-    from twotower_utils.experiments.tuning import LATER_FIELDS
+    path.write_text(json.dumps({**saved, "config": OLD_FLAT_CONFIG}))
+    message = f"the model in {tmp_path / 'model'} was saved by an earlier version of twotower"
+    with pytest.raises(RetrainError, match="retrain it") as raised:
+        load_saved_run(tmp_path)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    from twotower_utils.experiments.release import saved_model
 
-    for name in LATER_FIELDS:
-        del saved["config"][name]  # as written before issue 10
-    path.write_text(json.dumps(saved))
-    assert load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)[1]
+    with pytest.raises(RetrainError, match="earlier version of twotower"):  # make export --from: it stops there
+        saved_model(tmp_path)
+    # load_or_train keeps a cache: it says so in that one line and trains the model again
+    capsys.readouterr()
+    assert load_or_train(tiny_config, tiny_data, tiny_split, tmp_path, verbose=0)[1] is False
+    said = capsys.readouterr()
+    assert message in said.out + said.err
+    assert load_saved_run(tmp_path)[0] == tiny_config  # replaced by the model trained now
+    with pytest.raises(RetrainError, match="earlier version"):
+        RunConfig.from_dict(OLD_FLAT_CONFIG)
 
 
 def _write_sections(output_dir: str, prefix: str, count: int) -> None:

@@ -2,7 +2,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from twotower_utils.notebook.runner import main, numbered_notebooks, parse_parameters
+from twotower_utils.notebook.runner import main, numbered_notebooks, parameters_table, parse_parameters
 
 
 def test_parse_parameters_converts_numbers_and_flags():
@@ -155,3 +155,25 @@ def test_an_interrupted_run_keeps_finished_results_and_the_next_run_works(tmp_pa
     assert again.returncode == 0, again.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["01_a"] == {"value": 1} and set(metrics["run"]["seconds_per_notebook"]) == {"01_a", "02_slow"}
+
+
+def test_the_parameters_table_lists_who_reads_what(two_notebooks, capsys):
+    table = parameters_table(numbered_notebooks(two_notebooks))
+    lines = table.splitlines()
+    assert lines[0] == "| parameter | notebooks: default | what it sets |"
+    assert "| `embedding_dim` | 01, 02: `32` |  |" in lines and '| `sweep_dims` | 02: `"8 32"` |  |' in lines
+    assert not any("output_dir" in line for line in lines)  # the runner sets it
+    assert main(["--notebooks", str(two_notebooks), "--parameters-table"]) == 0
+    assert capsys.readouterr().out.strip() == table
+
+
+def test_the_series_parameters_table():
+    from tests.conftest import NOTEBOOKS
+
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in parameters_table(numbered_notebooks(NOTEBOOKS)).splitlines()[2:]
+    }
+    assert "02, 03, 04, 05: `32`" in rows["embedding_dim"] and "07" not in rows["embedding_dim"]
+    assert "07: `64`" in rows["rating_embedding_dim"] and "06, 08: `128`" in rows["best_embedding_dim"]
+    assert "01" not in rows["epochs"] and "06, 08, 09: `20`" in rows["best_epochs"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import synthetic_movielens
+from twotower_utils import presets
 from twotower_utils.experiments import sequence as sq
 
 
@@ -86,8 +87,38 @@ def test_choose_takes_the_best_tower_then_its_best_length_and_epoch():
     }
     chosen = sq.choose(report)["leave_one_out"]
     assert chosen == {"changes": {"user_tower": "gru"}, "history_length": 50, "epochs": 2, "validation": 0.3}
-    config = sq.chosen_config("leave_one_out", epochs=1)
-    assert config.epochs == 1 and config.user_tower == sq.CHOSEN["leave_one_out"]["user_tower"]
+    config = presets.sequence_model("leave_one_out", epochs=1)
+    chosen = presets.read_chosen("sequence")["leave_one_out"]
+    assert config.epochs == 1 and config.model.user_tower.to_dict() == chosen["user_tower"]
+    assert config.model.negatives == presets.sequence_shared()["negatives"]
+
+
+def test_the_choices_written_to_the_presets_build_the_towers(tmp_path):
+    found = {
+        "leave_one_out": {
+            "baselines": {
+                "ease_lambda": 50.0,
+                "ease_validation": 0.18,
+                "recency": {"lambda": 200.0, "a": 10.0, "tau": 10.0},
+                "recency_validation": 0.23,
+            },
+            "towers": {
+                "sasrec (1 block), L 50 + user id": {
+                    "changes": {"user_tower": "sasrec", "use_user_id": True},
+                    "curve": [0.1, 0.2],
+                }
+            },
+            "best_tower": "sasrec (1 block), L 50 + user id",
+            "lengths": {50: [0.1, 0.2], 25: [0.25, 0.2]},
+        }
+    }
+    choices, validation = sq.presets_choices(found, sq.choose(found))
+    shared = presets.read_chosen("sequence")
+    presets.write("sequence", {**shared, **choices}, command="test", folds=1, validation=validation, directory=tmp_path)
+    config = presets.sequence_model("leave_one_out", directory=tmp_path)
+    assert sq.tower_name(config) == "sasrec (1 block), L 25 + user id" and config.epochs == 1
+    assert presets.sequence_baselines("leave_one_out", tmp_path)["recency"] == {"lambda": 200.0, "a": 10.0, "tau": 10.0}
+    assert validation["leave_one_out"]["lengths"] == {"50": 0.2, "25": 0.25}
 
 
 def test_length_curve_and_its_plot(data, tmp_path):
@@ -95,8 +126,7 @@ def test_length_curve_and_its_plot(data, tmp_path):
     assert list(curve["L"]) == [1, 3] and curve[["tower", sq.RECENCY_EASE]].to_numpy().max() <= 1
     sq.plot_length_curve(curve, "mean", "tiny").savefig(tmp_path / "curve.png")
     assert (
-        sq.tower_name(tiny_tower(user_tower="sasrec", sequence_blocks=2, use_user_id=True))
-        == "sasrec (2 blocks), L 4 + user id"
+        sq.tower_name(tiny_tower(user_tower="sasrec", blocks=2, use_user_id=True)) == "sasrec (2 blocks), L 4 + user id"
     )
 
 

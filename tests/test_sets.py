@@ -22,10 +22,13 @@ def test_synthetic_names():
 
 
 def test_config_checks_the_dataset():
-    assert tt.ExperimentConfig().dataset == "100k"
-    assert tt.ExperimentConfig(dataset="synthetic-1m-50000").dataset == "synthetic-1m-50000"
+    assert tt.RunConfig().dataset == "100k"
+    assert tt.RunConfig(dataset="synthetic-1m-50000").dataset == "synthetic-1m-50000"
     with pytest.raises(tt.ConfigError, match="dataset: unknown MovieLens set '2m'"):
-        tt.ExperimentConfig(dataset="2m")
+        tt.RunConfig(dataset="2m")
     with pytest.raises(tt.ConfigError, match="need user demographics, which MovieLens 25m does not have"):
-        tt.ExperimentConfig(dataset="synthetic-25m-100000", user_features=("age",))
-    assert tt.ExperimentConfig(dataset="1m", user_features=("age", "zip")).user_features == ("age", "zip")
+        tt.RunConfig(dataset="synthetic-25m-100000").replace(user_features=("age",))
+    with pytest.raises(tt.ConfigError, match="need user demographics"):  # the rating model's features too
+        tt.RunConfig(tt.RatingSpec(user_features=("age",)), dataset="synthetic-25m-100000")
+    config = tt.RunConfig(tt.RetrievalSpec(user_features=("age", "zip")), dataset="1m")
+    assert config.model.user_features == ("age", "zip")

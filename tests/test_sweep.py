@@ -33,7 +33,8 @@ def test_run_one_records_both_protocols_gap_and_validation(tiny_data, tiny_split
     validation = validation_split(tiny_split.train, 0.2, quick.seed)
     record, result = sweep.run_one(quick, tiny_data, tiny_split, validation)
     json.dumps(record)  # plain JSON
-    assert record["parameters"]["total"] == (tiny_data.num_users + 1 + tiny_data.num_movies + 1) * quick.embedding_dim
+    dim = quick.model.embedding_dim
+    assert record["parameters"]["total"] == (tiny_data.num_users + 1 + tiny_data.num_movies + 1) * dim
     for field in ("train_topk", "test_topk", "test_topk_filtered", "gap_topk", "val_topk", "val_topk_filtered"):
         assert set(record[field]) == {str(k) for k in quick.ks}, field
     for k in quick.ks:
@@ -83,9 +84,24 @@ def test_config_hash_ignores_dimension_and_seed_only(tiny_data, tiny_split, quic
     assert sweep.config_hash(quick.replace(epochs=2), fingerprint, 0.1) != digest
     assert sweep.config_hash(quick, fingerprint, 0.2) != digest
     assert sweep.config_hash(quick.replace(jit_compile=True), fingerprint, 0.1) != digest  # a switch turned on
+    assert sweep.config_hash(quick.replace(temperature=0.5), fingerprint, 0.1) != digest  # a model switch
     # switches left at their defaults stay out of the key, so a new default-off switch keeps old caches valid
-    assert set(sweep.cache_key(quick, fingerprint, 0.1)["config"]) == set(sweep.RECIPE_FIELDS)
+    key = sweep.cache_key(quick, fingerprint, 0.1)["config"]
+    assert set(key) == {*sweep.RECIPE_FIELDS, "model"} and key["model"] == {"family": "retrieval"}
     assert sweep.config_hash(quick, "another-data", 0.1) != digest
+
+
+def test_a_run_cached_with_the_old_flat_config_is_trained_again(tiny_data, tiny_split, quick, tmp_path):
+    cache = tmp_path / "cache"
+    sweep.run_sweep(quick, tiny_data, tiny_split, [4], [7], cache, 0.2, log=lambda m: None)
+    path = next(cache.iterdir())
+    record = json.loads(path.read_text())
+    record["config"] = {"embedding_dim": 4, "epochs": 1, "rating_task": False}  # as an earlier version wrote it
+    path.write_text(json.dumps(record))
+    messages = []
+    sweep.run_sweep(quick, tiny_data, tiny_split, [4], [7], cache, 0.2, log=messages.append)
+    old = [m for m in messages if "earlier version of twotower" in m]
+    assert len(old) == 1 and "training it again" in old[0] and "0 reused from the cache, 1 computed" in messages[-1]
 
 
 def _fake_summary():
@@ -131,13 +147,18 @@ def test_write_outputs_writes_tables_json_and_figures(tmp_path):
 
 
 def test_command_line_reuses_the_cache_on_a_second_call(tiny_data, tiny_split, tmp_path, monkeypatch, capsys):
-    import twotower_utils.experiments.workflow as experiment
+    from twotower_utils import presets
 
-    monkeypatch.setattr(experiment, "prepare", lambda config, data_dir=None: (tiny_data, tiny_split))
+    monkeypatch.setattr(sweep, "prepare", lambda config, data_dir=None: (tiny_data, tiny_split))
     argv = ["--dims", "4", "8", "--seeds", "7", "--epochs", "1", "--batch-size", "32", "--output-dir", str(tmp_path)]
+    argv += ["--presets-dir", str(tmp_path / "presets")]
     assert sweep.main(argv) == 0
     first = capsys.readouterr().out
     assert "0 reused from the cache, 2 computed" in first and "best dimension on validation" in first
+    written = presets.read("dimension", tmp_path / "presets")  # the choice, with where it came from
+    assert written["command"].startswith("python -m twotower_utils sweep --dims 4 8") and written["folds"] == 1
+    chosen = presets.chosen_embedding_dim(tmp_path / "presets")
+    assert chosen in (4, 8) and written["validation"]["value"] == max(written["validation"]["by_dimension"].values())
     assert sweep.main(argv) == 0
     second = capsys.readouterr().out
     assert "2 reused from the cache, 0 computed" in second

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import twotower_utils as tt
+from twotower_utils.data.loading import load_movielens
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import random_split
 from twotower_utils.data.synthetic import MIN_RATINGS_PER_USER, synthetic_movielens
@@ -55,8 +56,8 @@ def test_same_seed_same_data_and_other_seed_other_data():
 
 
 def test_through_the_config_load_and_the_usual_split():
-    config = tt.ExperimentConfig(dataset="synthetic-latest-small-4000")
-    data = MovieLens.load(dataset=config.dataset)  # no TFDS involved
+    config = tt.RunConfig(dataset="synthetic-latest-small-4000")
+    data = load_movielens(config.dataset)  # no TFDS involved
     assert len(data.ratings) == 4_000 and data.name == "synthetic-latest-small"
     split = random_split(data, seed=42)
     assert (len(split.train), len(split.test)) == (3_200, 800)

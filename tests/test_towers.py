@@ -5,11 +5,11 @@ import tensorflow as tf
 
 from twotower_utils.data.features import movie_feature_table
 from twotower_utils.models.towers import Tower
-from twotower_utils.models.two_tower import build_model
+from twotower_utils.training import build_for
 
 
 def test_towers_accept_strings_and_integer_ids(tiny_data, tiny_config):
-    model = build_model(tiny_config, tiny_data)
+    model = build_for(tiny_config, tiny_data)
     strings = tf.constant(list(tiny_data.movie_vocabulary[:3]) + ["unknown title"])
     integers = tf.constant([1, 2, 3, 0], dtype=tf.int64)
     np.testing.assert_array_equal(model.movie_tower(strings).numpy(), model.movie_tower(integers).numpy())

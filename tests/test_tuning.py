@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twotower_utils.config import ConfigError
+from twotower_utils.config import ConfigError, MultitaskSpec
 from twotower_utils.experiments import tuning
 
 
@@ -109,9 +109,38 @@ def test_best_lambda_takes_the_best_mean_and_the_smaller_lambda_on_ties():
     assert tuning.best_lambda({10.0: [0.2, 0.2], 1.0: [0.1, 0.3]}) == 1.0
 
 
-def test_fold_keys_of_two_tower_configs_survive_the_multitask_fields(tiny_data, tiny_split, tiny_config):
-    """Fields added later stay out of the key at their defaults: folds cached before them are still found."""
+def test_fold_keys_name_the_model_family_and_only_its_changed_fields(tiny_data, tiny_split, tiny_config):
+    """Model fields at their defaults stay out of the key: a new default-off switch keeps cached folds valid."""
     fold = tuning.validation_folds(tiny_split.train, 2, 0.2)[1]
-    assert tuning._fold_key(tiny_config, tiny_data, fold, 10) == "d0787cabe6ce963b"  # the key before issue 10
-    multitask = tiny_config.replace(rating_task=True)
-    assert tuning._fold_key(multitask, tiny_data, fold, 10) != tuning._fold_key(tiny_config, tiny_data, fold, 10)
+    key = tuning._fold_key(tiny_config, tiny_data, fold, 10)
+    assert tuning._fold_key(tiny_config.replace(temperature=1.0), tiny_data, fold, 10) == key
+    assert tuning._fold_key(tiny_config.replace(temperature=0.5), tiny_data, fold, 10) != key
+    multitask = tiny_config.replace(model=MultitaskSpec(embedding_dim=8))
+    assert tuning._fold_key(multitask, tiny_data, fold, 10) != key
+
+
+def test_a_fold_cached_with_the_old_flat_config_is_ignored_in_one_line(tiny_data, tiny_split, quick, tmp_path, capsys):
+    import json
+
+    folds = tuning.validation_folds(tiny_split.train, folds=1, fraction=0.2)
+    scores = tuning.cross_validate(quick, tiny_data, folds, k=5, cache_dir=tmp_path)
+    cached = next(tmp_path.glob("fold0-*.json"))
+    old = {"config": {"embedding_dim": 8, "epochs": 1, "ranking_head": "none"}, "fold": 0, "k": 5, "hit_rate": 2.0}
+    cached.write_text(json.dumps(old))  # as an earlier version wrote it
+    capsys.readouterr()
+    assert tuning.cross_validate(quick, tiny_data, folds, k=5, cache_dir=tmp_path) == scores  # trained again
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "earlier version of twotower" in out and "computing it again" in out
+    assert tuning.cross_validate(quick, tiny_data, folds, k=5, cache_dir=tmp_path) == scores  # and cached again
+    assert capsys.readouterr().out == ""
+
+
+def test_tuning_does_not_import_the_comparison():
+    """The best two-tower comes from the presets: comparison imports tuning, never the other way round."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(tuning))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert not any("comparison" in name for name in imported if name)

@@ -7,12 +7,12 @@ import tensorflow as tf
 import twotower_utils as tt
 from twotower_utils.evaluation.counting import filtered_topk_accuracy
 from twotower_utils.evaluation.metrics import model_scores
-from twotower_utils.models.two_tower import TwoTowerModel, build_model, in_batch_scores, parameter_counts
-from twotower_utils.training import train
+from twotower_utils.models.two_tower import TwoTowerModel, in_batch_scores, parameter_counts
+from twotower_utils.training import build_for, train
 
 
 def test_the_reports_recipe_is_the_model_with_every_switch_off(tiny_data, tiny_config):
-    model = build_model(tiny_config, tiny_data)
+    model = build_for(tiny_config, tiny_data)
     assert isinstance(model, TwoTowerModel) and model.probability is None and not model.catalogue_negatives
     for tower in (model.user_tower, model.movie_tower):
         assert tower.side is None and not tower.hidden and tower.output_layer is None and not tower.normalize
@@ -29,7 +29,7 @@ def test_the_reports_recipe_is_the_model_with_every_switch_off(tiny_data, tiny_c
 )
 def test_the_lean_training_loss_is_the_tfrs_tasks_loss(tiny_data, tiny_split, tiny_config, switches):
     """Training steps use the distinct-id loss; evaluation runs the TFRS task: same number for every switch."""
-    model = build_model(tiny_config.replace(**switches), tiny_data, tiny_split.train)
+    model = build_for(tiny_config.replace(**switches), tiny_data, tiny_split.train)
     batch = {
         "user_id": tf.constant(tiny_split.train["user_idx"].to_numpy()[:48]),
         "movie_title": tf.constant(tiny_split.train["movie_idx"].to_numpy()[:48]),
@@ -39,15 +39,13 @@ def test_the_lean_training_loss_is_the_tfrs_tasks_loss(tiny_data, tiny_split, ti
 
 
 def test_logq_needs_sampling_probabilities(tiny_data, tiny_config):
-    from twotower_utils.models.two_tower import build_towers
-
-    towers = build_towers(tiny_config, tiny_data)
+    towers = tiny_config.model.build_towers(tiny_data)
     with pytest.raises(ValueError, match="sampling probabilities"):
-        TwoTowerModel(*towers, task=None, config=tiny_config.replace(logq_correction=1.0))
+        TwoTowerModel(*towers, task=None, logq_correction=1.0)
 
 
 def test_parameter_counts_are_vocabulary_plus_one_times_dim(tiny_data, tiny_config):
-    model = build_model(tiny_config, tiny_data)
+    model = build_for(tiny_config, tiny_data)
     assert parameter_counts(model) == {
         "user_tower": (tiny_data.num_users + 1) * 8,
         "movie_tower": (tiny_data.num_movies + 1) * 8,
@@ -55,28 +53,26 @@ def test_parameter_counts_are_vocabulary_plus_one_times_dim(tiny_data, tiny_conf
 
 
 def test_report_parameter_counts_on_real_vocabulary(real_data):
-    from twotower_utils import ExperimentConfig
-
-    counts = parameter_counts(build_model(ExperimentConfig(embedding_dim=32), real_data))
+    counts = parameter_counts(build_for(tt.RunConfig(tt.RetrievalSpec(embedding_dim=32)), real_data))
     assert counts == {"user_tower": 30_208, "movie_tower": 53_280}
 
 
 def test_same_seed_same_initial_weights(tiny_data, tiny_config):
-    first = build_model(tiny_config, tiny_data).user_tower.embed_all().numpy()
-    second = build_model(tiny_config, tiny_data).user_tower.embed_all().numpy()
-    other = build_model(tiny_config.replace(seed=8), tiny_data).user_tower.embed_all().numpy()
+    first = build_for(tiny_config, tiny_data).user_tower.embed_all().numpy()
+    second = build_for(tiny_config, tiny_data).user_tower.embed_all().numpy()
+    other = build_for(tiny_config.replace(seed=8), tiny_data).user_tower.embed_all().numpy()
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
 
 
 def test_in_batch_scores_shape(tiny_data, tiny_config):
-    model = build_model(tiny_config, tiny_data)
+    model = build_for(tiny_config, tiny_data)
     scores = in_batch_scores(model, tf.constant([1, 2, 3], tf.int64), tf.constant([4, 5, 6], tf.int64))
     assert scores.shape == (3, 3)
 
 
 def test_cosine_schedule_decays_to_zero_over_all_training_steps(tiny_config):
-    from twotower_utils.models.two_tower import learning_rate_for, make_optimizer
+    from twotower_utils.training import learning_rate_for, make_optimizer
 
     config = tiny_config.replace(optimizer="adam", learning_rate_schedule="cosine", epochs=4, batch_size=10)
     schedule = learning_rate_for(config, num_examples=95)  # 10 steps per epoch, 40 in all
@@ -119,9 +115,9 @@ def test_l2_regularisation_adds_a_loss(tiny_data, tiny_split, tiny_config):
 def test_logq_correction_lifts_popular_movies(tiny_data, tiny_split):
     """The correction adds log(1/p) to popular in-batch negatives' logits... and so their positives learn
     larger scores relative to an uncorrected model: the loss differs on the same batch."""
-    config = tt.ExperimentConfig(embedding_dim=4, epochs=1, batch_size=64, seed=1)
-    plain = build_model(config, tiny_data)
-    corrected = build_model(config.replace(logq_correction=1.0), tiny_data, tiny_split.train)
+    config = tt.RunConfig(tt.RetrievalSpec(embedding_dim=4), epochs=1, batch_size=64, seed=1)
+    plain = build_for(config, tiny_data)
+    corrected = build_for(config.replace(logq_correction=1.0), tiny_data, tiny_split.train)
     batch = {
         "user_id": tf.constant(tiny_split.train["user_idx"].to_numpy()[:64]),
         "movie_title": tf.constant(tiny_split.train["movie_idx"].to_numpy()[:64]),

@@ -23,11 +23,13 @@ def test_one_try_calls_back_every_epoch_and_returns_the_sweep_record(tiny_data, 
     assert [epoch for epoch, _ in seen] == [1, 2]
     for _, logs in seen:
         assert "loss" in logs and metric_name(10) in logs and metric_name(10, "val_") in logs
-    assert record["embedding_dim"] == quick.embedding_dim and "val_topk" not in record  # no validation model per click
+    assert (
+        record["embedding_dim"] == quick.model.embedding_dim and "val_topk" not in record
+    )  # no validation model per click
     towers = model.user_tower.count_params() + model.movie_tower.count_params()
-    assert record["parameters"]["total"] == parameter_count(tiny_data, quick.embedding_dim) == towers
+    assert record["parameters"]["total"] == parameter_count(tiny_data, quick.model.embedding_dim) == towers
     table = comparison_table([record, record])
-    assert table.index.tolist() == [1, 2] and table["dim"].tolist() == [quick.embedding_dim] * 2
+    assert table.index.tolist() == [1, 2] and table["dim"].tolist() == [quick.model.embedding_dim] * 2
 
 
 def _images(output):
@@ -58,7 +60,7 @@ def test_slider_and_button_retrain_and_redraw_without_a_new_kernel(tiny_data, ti
 def test_headless_panel_trains_the_parameter_values_inline(tiny_data, tiny_split, quick, capsys):
     panel = DimensionPanel(tiny_data, tiny_split, quick, interactive=False)
     record = panel.train()
-    assert record["embedding_dim"] == quick.embedding_dim and len(panel.records) == 1
+    assert record["embedding_dim"] == quick.model.embedding_dim and len(panel.records) == 1
     assert panel.live.outputs == () and panel.redraws == 2  # final curves and comparison only, shown inline
 
 

@@ -2,10 +2,10 @@
 
 The package follows the data; a change belongs to the step it changes:
 
-    config                 one ExperimentConfig for every parameter, validated once
+    config                 RunConfig: what every run shares, and its model as one spec (models.specs)
     data/                  MovieLens from TFDS -> splits -> side features, histories -> training pipeline
     models/                towers (id or sequence) -> the two-tower model with its switches -> retrieval losses;
-                           multitask model
+                           rating model, multitask model; specs: one per family, each builds its model
     training               fit, per-epoch top-k curves; on a tf.distribute strategy (distributed: strategies, roles)
     evaluation/            the one counting core -> honest metrics -> baselines; rating RMSE/MAE
     serving/               recommendations for raw ids, the SavedModel export, exact/ScaNN search, its CLI
@@ -70,7 +70,38 @@ if "tensorflow" in sys.modules:
 elif not any(isinstance(finder, _QuietTensorFlowStart) for finder in sys.meta_path):
     sys.meta_path.insert(0, _QuietTensorFlowStart())
 
-from twotower_utils.config import ConfigError, ExperimentConfig  # noqa: E402
+# The public names below load twotower_utils.config (and with it TensorFlow) on first use, not on
+# ``import twotower_utils``: the command line's start (``--help``, argument errors) never needs TensorFlow.
+_PUBLIC = (
+    "ConfigError",
+    "IdTower",
+    "MultitaskSpec",
+    "RatingSpec",
+    "RetrainError",
+    "RetrievalSpec",
+    "RunConfig",
+    "SequenceTower",
+)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        # deferred: TensorFlow is imported with the model specs, only when a name above is first used
+        from twotower_utils import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'twotower_utils' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "ExperimentConfig", "__version__"]
+__all__ = [
+    "ConfigError",
+    "IdTower",
+    "MultitaskSpec",
+    "RatingSpec",
+    "RetrainError",
+    "RetrievalSpec",
+    "RunConfig",
+    "SequenceTower",
+    "__version__",
+]

@@ -1,7 +1,8 @@
 """The package's command line: ``python -m twotower_utils <command> [options]``.
 
 Each command is one module's ``main`` (or the function named after a colon, ``module:function``);
-``python -m twotower_utils <command> --help`` shows its options.
+``python -m twotower_utils <command> --help`` shows its options.  The tuning commands (``sweep``, ``tune``,
+``ranking``, ``sequence``, ``multitask``) write what they choose to the presets (``twotower_utils/presets/``).
 """
 
 from __future__ import annotations
@@ -11,26 +12,39 @@ import sys
 
 COMMANDS = {
     "run": ("twotower_utils.notebook.runner", "run the numbered notebooks headless (make run-notebooks)"),
-    "sweep": ("twotower_utils.experiments.sweep", "sweep the embedding dimension, chosen on validation (make sweep)"),
-    "tune": ("twotower_utils.experiments.tuning", "k-fold validation of two-tower configs and EASE (make tune)"),
+    "sweep": (
+        "twotower_utils.experiments.sweep",
+        "sweep the embedding dimension, chosen on validation -> presets/dimension.json (make sweep)",
+    ),
+    "tune": (
+        "twotower_utils.experiments.tuning",
+        "k-fold validation of two-tower configs and EASE -> presets/two_tower.json (make tune)",
+    ),
     "export": ("twotower_utils.experiments.release", "export the best two-tower as a SavedModel (make export)"),
     "recommend": ("twotower_utils.serving.cli:recommend_main", "top-k movies for user ids from an export"),
     "similar": ("twotower_utils.serving.cli:similar_main", "movies like a movie, from an export"),
     "ranking": (
         "twotower_utils.experiments.ranking_stage",
-        "validation choices of the ranking stage: rating models, baselines, re-rankers (make ranking-tune)",
+        "validation choices of the ranking stage: rating models, baselines, re-rankers -> presets/ranking.json "
+        "(make ranking-tune)",
     ),
     "sequence": (
         "twotower_utils.experiments.sequence",
-        "validation choices of the sequence user towers and history baselines (make sequence-tune)",
+        "validation choices of the sequence user towers and history baselines -> presets/sequence.json "
+        "(make sequence-tune)",
     ),
     "distributed": (
         "twotower_utils.distributed",
         "train on a tf.distribute strategy: several devices, or this machine's role in TF_CONFIG",
     ),
+    "headline": (
+        "twotower_utils.experiments.headline",
+        "the README's headline table: four models, filtered HR@10 over 3 model seeds (make headline)",
+    ),
     "multitask": (
         "twotower_utils.experiments.multitask_sweep",
-        "validation choices of the multitask model: rating head, task weights (make multitask-tune)",
+        "validation choices of the multitask model: rating head, task weights -> presets/multitask.json "
+        "(make multitask-tune)",
     ),
 }
 

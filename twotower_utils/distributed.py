@@ -32,6 +32,12 @@ from typing import Any
 
 import tensorflow as tf
 
+from twotower_utils.config import RunConfig
+from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.splits import Split, make_split
+from twotower_utils.results import record_metrics, save_model
+from twotower_utils.training import train
+
 STRATEGIES = ("mirrored", "multi_worker", "parameter_server")
 RESULTS_SECTION = "distributed"
 RESULT_PREFIX = "DISTRIBUTED_RESULT "  # the line ``main`` prints with its numbers, for scripts that start workers
@@ -248,13 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         None if args.strategy == "one_device" else make_strategy(args.strategy, devices, None, args.min_shard_bytes)
     )
 
-    from twotower_utils.config import ExperimentConfig
-    from twotower_utils.data.movielens import MovieLens
-    from twotower_utils.data.splits import Split, make_split
-    from twotower_utils.results import record_metrics, save_model
-    from twotower_utils.training import train
-
-    config = ExperimentConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    config = RunConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     data = MovieLens.load(args.data_dir, download=False)  # every machine reads its own copy; none downloads
     split = make_split(data, config.split, config.seed, config.train_fraction)
     if args.ratings:

@@ -1,6 +1,7 @@
-"""Training: fit a model on a split's training part: the two-tower (``models.two_tower.build_model``) with
-per-epoch train/test top-k curves from the one counting core (``evaluation.counting``), the multitask model
-(``models.multitask``) or the ranking stage's rating model (``models.ranking``, per-epoch train/test RMSE)."""
+"""Training: fit the model a run names (``config.RunConfig``: its spec builds the model, the run compiles it with
+its optimiser) on a split's training part: the two-tower with per-epoch train/test top-k curves from the one
+counting core (``evaluation.counting``), the multitask model, or the ranking stage's rating model (per-epoch
+train/test RMSE)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ from dataclasses import dataclass
 import pandas as pd
 import tensorflow as tf
 
-from twotower_utils.config import ConfigError, ExperimentConfig
+from twotower_utils.config import ConfigError, RatingSpec, RunConfig
 from twotower_utils.data.history import training_histories
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.data.splits import Split
 from twotower_utils.evaluation.counting import TowerScorer, metric_name, topk_accuracy
-from twotower_utils.models.multitask import build_multitask_model
-from twotower_utils.models.ranking import RatingModel, build_rating_model
-from twotower_utils.models.two_tower import TwoTowerModel, build_model
+from twotower_utils.models.ranking import RatingModel
+from twotower_utils.models.two_tower import TwoTowerModel
 
 
 class TopKCurves(tf.keras.callbacks.Callback):
@@ -65,20 +65,42 @@ class TrainingResult:
 
 
 def build_for(
-    config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None
+    config: RunConfig, data: MovieLens, train_frame: pd.DataFrame | None = None
 ) -> TwoTowerModel | RatingModel:
-    """The model a config asks for: the two-tower (``two_tower.build_model``), with ``rating_task`` the
-    multitask model (``multitask.build_multitask_model``), with a ``ranking_head`` the rating model
-    (``ranking.build_rating_model``)."""
-    if config.ranking_head != "none":
-        return build_rating_model(config, data, train_frame)
-    if config.rating_task:
-        return build_multitask_model(config, data, train_frame)
-    return build_model(config, data, train_frame)
+    """The compiled model a run names: seeded from ``config.seed`` (same seed, same model), built by its spec
+    (``config.model.build``), compiled with the run's optimiser.  ``train_frame`` (default: every rating) gives
+    logQ's probabilities, a rating model's mean and the length of a cosine schedule."""
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()  # same seed, same numbers (and no slower here)
+    model = config.model.build(data, train_frame, ks=config.ks)
+    num_examples = len(data.ratings if train_frame is None else train_frame)  # the cosine schedule's length
+    model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
+    return model
+
+
+def make_optimizer(config: RunConfig, num_examples: int | None = None) -> tf.keras.optimizers.Optimizer:
+    """The run's optimizer, its learning rate from ``learning_rate_for``."""
+    optimizers = {
+        "adagrad": tf.keras.optimizers.Adagrad,
+        "adam": tf.keras.optimizers.Adam,
+        "sgd": tf.keras.optimizers.SGD,
+    }
+    return optimizers[config.optimizer](learning_rate=learning_rate_for(config, num_examples))
+
+
+def learning_rate_for(config: RunConfig, num_examples: int | None = None):
+    """``learning_rate``, or with ``learning_rate_schedule="cosine"`` a schedule that decays it to 0
+    along a half cosine over the fit's ``epochs x ceil(num_examples / batch_size)`` steps."""
+    if config.learning_rate_schedule == "constant":
+        return config.learning_rate
+    if not num_examples or num_examples < 1:
+        raise ValueError("a cosine learning-rate schedule needs the number of training examples")
+    steps = config.epochs * math.ceil(num_examples / config.batch_size)
+    return tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
 
 
 def train(
-    config: ExperimentConfig,
+    config: RunConfig,
     data: MovieLens,
     split: Split,
     verbose: int | str = "auto",
@@ -88,8 +110,8 @@ def train(
 ) -> TrainingResult:
     """Build and fit a model; the history has one row per epoch (``epoch`` 1..n).
 
-    With ``curves`` (default) train/test top-k come from ``TopKCurves``; with
-    ``config.metrics_in_training`` TFRS computes them inside training, the slow way.  A rating model's
+    With ``curves`` (default) train/test top-k come from ``TopKCurves``; with the retrieval spec's
+    ``metrics_in_training`` TFRS computes them inside training, the slow way.  A rating model's
     curves are its train RMSE (``rmse``, averaged over the epoch) and test RMSE (``val_rmse``).
 
     With a ``strategy`` (``distributed.make_strategy``) the model is built and compiled in its scope and Keras
@@ -106,9 +128,10 @@ def train(
     return _fit(model, config, split, train_ds, verbose, curves, callbacks)
 
 
-def _training_dataset(config: ExperimentConfig, frame: pd.DataFrame, seed: int | None = None) -> tf.data.Dataset:
-    """The shuffled training batches of ``frame`` with what the config's model reads (ratings, histories)."""
-    histories = training_histories(frame, config.history_length) if config.user_tower != "id" else None
+def _training_dataset(config: RunConfig, frame: pd.DataFrame, seed: int | None = None) -> tf.data.Dataset:
+    """The shuffled training batches of ``frame`` with what the run's model reads (ratings, histories)."""
+    sequence = getattr(config.model, "sequence", False)
+    histories = training_histories(frame, config.model.history_length) if sequence else None
     return interactions_dataset(
         frame,
         config.batch_size,
@@ -118,16 +141,16 @@ def _training_dataset(config: ExperimentConfig, frame: pd.DataFrame, seed: int |
     )
 
 
-def _reads_ratings(config: ExperimentConfig) -> bool:
-    """Whether the config's model has a rating task (multitask) or is the rating model (a ranking head)."""
-    return config.rating_task or config.ranking_head != "none"
+def _reads_ratings(config: RunConfig) -> bool:
+    """Whether the run's model has a rating task (multitask) or is the rating model."""
+    return config.model.family in ("multitask", "rating")
 
 
 def _train_distributed(config, data, split, strategy, verbose, curves, callbacks) -> TrainingResult:
     """``train`` on a ``tf.distribute`` strategy (see there)."""
     if _reads_ratings(config):
         raise ConfigError("train(strategy=...) trains the two-tower retrieval model only (no rating task or head)")
-    if config.metrics_in_training:
+    if config.model.metrics_in_training:
         raise ConfigError(
             "metrics_in_training scores each replica's rows against its own movies only: under a strategy "
             "the per-epoch top-k curves come from TopKCurves (metrics_in_training=False)"
@@ -155,9 +178,9 @@ def _fit(model, config, split, train_ds, verbose, curves, callbacks, steps_per_e
     all_callbacks = list(callbacks or [])
     validation = None
     curve_callback = None
-    if curves and config.ranking_head != "none":
+    if curves and isinstance(config.model, RatingSpec):
         validation = interactions_dataset(split.test, config.eval_batch_size, shuffle=False, ratings=True)
-    elif curves and not config.metrics_in_training:
+    elif curves and not config.model.metrics_in_training:
         curve_callback = TopKCurves(split, config.ks, config.eval_batch_size)
         all_callbacks.insert(0, curve_callback)
     elif curves:

@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import tensorflow as tf  # the package __init__ has set TF_USE_LEGACY_KERAS already
+from pandas.api.types import union_categoricals
 
 from twotower_utils.data.sets import DATASETS, DEMOGRAPHIC_COLUMNS, DEMOGRAPHIC_SETS, DatasetFacts, dataset_facts
+from twotower_utils.runtime import progress
 
 # the 100k names, kept for code that imported them
 RATINGS_NAME = DATASETS["100k"].ratings_name
@@ -103,10 +105,6 @@ def _ratings_to_frame(builder, chunk_size: int = CHUNK_SIZE) -> pd.DataFrame:
     per-example decoding) in TFDS's own order (``shuffle_files=False``: the shards in order).  Scalar features
     only: each rating's list of its movie's genres is left out (the movies frame has it).  Numbers become
     numpy arrays; strings one ``Categorical`` per column.  Peak memory: the finished columns plus one chunk."""
-    from pandas.api.types import union_categoricals
-
-    from twotower_utils.runtime import progress
-
     spec, casts = {}, {}
     for key, info in builder.info.features.get_serialized_info().items():
         if tuple(info.shape) != ():
@@ -161,11 +159,11 @@ class MovieLens:
         chunk_size: int = CHUNK_SIZE,
     ) -> MovieLens:
         """Load a set's two TFDS datasets (download only if allowed and needed), ``chunk_size`` rows at a time.
-        ``dataset`` is one of ``DATASETS`` or ``synthetic-<set>[-<ratings>]`` (``data.synthetic``)."""
+        ``dataset`` is one of ``DATASETS``; ``data.loading.load_movielens`` also takes the synthetic sets' names."""
         if dataset.startswith("synthetic-"):
-            from twotower_utils.data.synthetic import synthetic_movielens
-
-            return synthetic_movielens(dataset)
+            raise ValueError(
+                f"{dataset!r} is made in memory, not read from TFDS: use data.loading.load_movielens({dataset!r})"
+            )
         facts = dataset_facts(dataset)
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive whole number, got {chunk_size!r}")

@@ -46,7 +46,7 @@ DATASETS = {
         DatasetFacts("latest-small", 100_836, 610, 9_724, 9_742, False, True, (1996, 2018), "ml-latest-small.zip", 1.0),
     )
 }
-# each demographic user feature (ExperimentConfig.user_features) and the ratings column it reads
+# each demographic user feature (RunConfig.user_features) and the ratings column it reads
 USER_FEATURE_COLUMNS = {
     "age": "bucketized_user_age",
     "gender": "user_gender",

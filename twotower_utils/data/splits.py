@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from twotower_utils.data import grouplens, pipeline
 from twotower_utils.data.movielens import MovieLens
 
 
@@ -26,9 +27,7 @@ def shuffled_order(num_rows: int, seed: int) -> np.ndarray:
     ``ratings.shuffle(num_rows, seed=seed, reshuffle_each_iteration=False)``.  Above
     ``pipeline.ELEMENT_SHUFFLE_LIMIT`` rows, where that buffer would hold a tensor per rating (~11 GB for 25M),
     a numpy permutation of the same seed instead (another order, 8 bytes a row)."""
-    from twotower_utils.data.pipeline import ELEMENT_SHUFFLE_LIMIT
-
-    if num_rows > ELEMENT_SHUFFLE_LIMIT:
+    if num_rows > pipeline.ELEMENT_SHUFFLE_LIMIT:
         return np.random.default_rng(seed).permutation(num_rows)
     tf.random.set_seed(seed)
     order = tf.data.Dataset.range(num_rows).shuffle(num_rows, seed=seed, reshuffle_each_iteration=False)
@@ -105,8 +104,26 @@ def validation_split(train: pd.DataFrame, fraction: float = 0.1, seed: int = 0, 
     )
 
 
+def u1_split(data: MovieLens, raw_dir=None) -> Split:
+    """MovieLens 100K's canonical ``u1`` split (GroupLens's ``u1.base`` / ``u1.test``: ``u.data``'s first 20,000
+    lines are the test part), as rows of ``data.ratings`` matched by (user id, movie id) -- a user rates a movie
+    once in 100K.  The raw files come from ``grouplens.read_u1`` (``raw_dir``, ``$TWOTOWER_ML100K_DIR`` or TFDS's
+    manual folder); ``grouplens.RawFilesUnavailable`` says how to get them when they are missing."""
+    base, test = grouplens.read_u1(raw_dir)
+    keys = pd.MultiIndex.from_arrays([data.ratings["user_id"].astype(str), data.ratings["movie_id"].astype(str)])
+    if not keys.is_unique:
+        raise ValueError("the u1 split needs one rating per (user, movie): this is not MovieLens 100K")
+    parts = []
+    for frame, what in ((base, "u1.base"), (test, "u1.test")):
+        rows = keys.get_indexer(pd.MultiIndex.from_arrays([frame["user_id"], frame["movie_id"]]))
+        if (rows < 0).any():
+            raise ValueError(f"{int((rows < 0).sum())} ratings of {what} are not in this MovieLens set (not 100K?)")
+        parts.append(data.ratings.iloc[rows].reset_index(drop=True))
+    return Split(parts[0], parts[1], "u1")
+
+
 def make_split(data: MovieLens, split: str = "random", seed: int = 42, train_fraction: float = 0.8) -> Split:
-    """The split an experiment asks for by name."""
+    """The split an experiment asks for by name (``u1``: MovieLens 100K's canonical split, ``u1_split``)."""
     if split == "random":
         return random_split(data, seed, train_fraction)
     if split == "temporal":
@@ -115,4 +132,6 @@ def make_split(data: MovieLens, split: str = "random", seed: int = 42, train_fra
         return leave_latest_split(data, train_fraction)
     if split == "leave_one_out":
         return leave_one_out_split(data)
-    raise ValueError(f"unknown split {split!r}; use 'random', 'temporal', 'leave_latest' or 'leave_one_out'")
+    if split == "u1":
+        return u1_split(data)
+    raise ValueError(f"unknown split {split!r}; use 'random', 'temporal', 'leave_latest', 'leave_one_out' or 'u1'")

@@ -14,14 +14,18 @@ Two families of numbers:
 * **per-interaction hit rate @k** — ``FactorizedTopK``'s definition: a test interaction is a
   hit when fewer than k catalogue movies score strictly above its movie (ties count as hits).
   *Unfiltered* ranks against the whole catalogue; *filtered* leaves out the user's training
-  movies (TFRS issue #113).  Both come from the one counting core, ``counting.rank_users``,
-  which takes a score matrix, a model's towers or any ``counting.Scorer`` alike.
+  movies (TFRS issue #113), and counts exactly what a filtered top-k list can show: a test movie
+  the user already rated in training is a miss at every k, and stays in the denominator
+  (``counting``'s docstring; ``counting.seen_test_rows`` finds them).  Both come from the one
+  counting core, ``counting.rank_users``, which takes a score matrix, a model's towers or any
+  ``counting.Scorer`` alike.
 * **per-user ranking metrics** on each test user's filtered top-k list (ties broken by the
   lower movie id): Recall@k (hits / the user's test movies), Precision@k (hits / k),
   NDCG@k (binary gains, ideal DCG over min(k, test movies)), MAP@k (average precision
   normalised by min(k, test movies)) and MRR (1 / rank of the first test movie in the whole
   filtered ranking), averaged over users with at least one test movie; plus the catalogue
-  coverage and the popularity bias of the top-10 lists.
+  coverage and the popularity bias of the top-10 lists.  A test movie the user saw in training
+  is never a gain, and still counts among the user's test movies (the denominators).
 """
 
 from __future__ import annotations
@@ -44,10 +48,8 @@ from twotower_utils.evaluation.counting import (
 
 def model_scores(model, history_frame: pd.DataFrame | None = None) -> np.ndarray:
     """The two-tower's score matrix: every user embedding against every movie embedding (a sequence user
-    tower's user embeddings read each user's last ratings of ``history_frame``, ``two_tower.user_table``)."""
-    from twotower_utils.models.two_tower import user_table
-
-    users = user_table(model, history_frame).numpy()
+    tower's user embeddings read each user's last ratings of ``history_frame``, the model's ``query_table``)."""
+    users = model.query_table(history_frame).numpy()
     movies = model.movie_tower.embed_all().numpy()
     return users @ movies.T
 
@@ -148,7 +150,8 @@ def evaluate(
     interactions are grouped by user and each batch of ``user_batch`` test users is scored once
     (``counting.rank_users``): the seen movies are masked, the top ``max(max(ks), list_k) + 1`` of each row
     kept, and a test interaction is a hit @k when fewer than k of them beat it (exact: ties count as hits, the
-    true movie never against itself).  The MRR is exact too (the first hit's rank over the whole ranking).
+    true movie never against itself); filtered, one whose movie the user saw in training is a miss at every k,
+    as no filtered list shows it.  The MRR is exact too (the first hit's rank over the whole ranking).
 
     Peak memory, step by step (n train and t test interactions, T test users, B = ``user_batch``, W = M
     rounded up to ``exact_top_k``'s chunks, s = 4 bytes a score for a model, 8 for a float64 matrix):
@@ -200,7 +203,9 @@ def graded_metrics(
 ) -> dict[str, float]:
     """How *good* the hits of each test user's (filtered) top-k list are, using the test ratings:
     NDCG@k with the test rating (1-5) as the gain (ideal: the user's k best-rated test movies), averaged over
-    test users, and the mean test rating of the hits (every hit of every list counts once)."""
+    test users, and the mean test rating of the hits (every hit of every list counts once).  An ``exclude``d
+    movie is never a hit (it is listed, last, only when the user has fewer than k others), while its test
+    rating stays in the ideal."""
     if "user_rating" not in test.columns:
         raise ValueError("graded metrics need the test frame's 'user_rating' column")
     num_users, num_columns = scores.shape
@@ -209,6 +214,9 @@ def graded_metrics(
     users = np.unique(test["user_idx"].to_numpy())
     lists = top_k_lists(scores, k, exclude, users)
     listed = np.take_along_axis(gains[users], lists, axis=1)
+    seen = as_seen(exclude, scores.shape)
+    if seen is not None:
+        listed[seen.contains(users[:, np.newaxis], lists)] = 0.0
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = -np.sort(-gains[users, 1:], axis=1)[:, :k]
     hits = listed[listed > 0]

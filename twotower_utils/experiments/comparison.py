@@ -9,41 +9,48 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from twotower_utils.config import ExperimentConfig
+from twotower_utils import presets
+from twotower_utils.config import RunConfig
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import Split, make_split, validation_split
 from twotower_utils.evaluation import baselines
 from twotower_utils.evaluation.counting import filtered_topk_accuracy
 from twotower_utils.evaluation.metrics import evaluate_scores, model_scores
+from twotower_utils.experiments import tuning
 from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
 
-# Chosen by 5-fold validation inside the training data (`make tune`, tuning.py), never on test.
-BEST_SWITCHES = {
-    "logq_correction": 1.2,
-    "optimizer": "adam",
-    "learning_rate": 0.01,
-    "batch_size": 2048,
-    "l2_regularization": 0.06,
-    "embedding_dim": 128,
-    "learning_rate_schedule": "cosine",
-    "epochs": 20,
-}
 BEST_SUFFIX = " (best)"
+# The walk's switches, in its order (grouped: optimiser with its rate and batch, schedule with its epochs).
+WALKED = (
+    "logq_correction",
+    "optimizer",
+    "learning_rate",
+    "batch_size",
+    "l2_regularization",
+    "embedding_dim",
+    "learning_rate_schedule",
+    "epochs",
+)
+SIDE_FEATURES = {"user_features": ("age", "gender", "occupation", "zip"), "movie_features": ("genres", "year")}
 
 
 def best_switches(**overrides) -> dict:
-    """``BEST_SWITCHES`` with some values replaced (notebook 06's parameters); unknown names are refused."""
-    unknown = set(overrides) - set(BEST_SWITCHES)
+    """The best two-tower's switches (``presets.best_switches``, chosen by ``make tune``) with some values replaced
+    (notebook 06's parameters); unknown names are refused."""
+    switches = presets.best_switches()
+    unknown = set(overrides) - set(switches)
     if unknown:
-        raise ValueError(f"not a switch of the best model: {sorted(unknown)}; the switches are {sorted(BEST_SWITCHES)}")
-    return {**BEST_SWITCHES, **overrides}
+        raise ValueError(f"not a switch of the best model: {sorted(unknown)}; the switches are {sorted(switches)}")
+    return {**switches, **overrides}
 
 
-def walk(report: ExperimentConfig, best: dict | None = None) -> list[tuple[str, ExperimentConfig]]:
-    """The report's config, then one more switch per step up to the best one (its name ends in
-    ``BEST_SUFFIX``), then side roads off the best one."""
-    best = {**BEST_SWITCHES, **(best or {})}
+def walk(report: RunConfig, best: dict | None = None) -> list[tuple[str, RunConfig]]:
+    """The report's run, then one more switch per step up to the best one (its name ends in
+    ``BEST_SUFFIX``), then side roads off the best one.  ``best``: switches replacing the chosen ones
+    (``best_switches``); a chosen switch outside the walk's groups joins the last step."""
+    best = {**presets.best_switches(), **(best or {})}
+    others = {name: value for name, value in best.items() if name not in WALKED}
     steps = [("report's recipe", report)]
     config = report.replace(logq_correction=best["logq_correction"])
     steps.append((f"+ logQ correction ({best['logq_correction']:g})", config))
@@ -56,20 +63,15 @@ def walk(report: ExperimentConfig, best: dict | None = None) -> list[tuple[str, 
     steps.append((f"+ L2 {best['l2_regularization']:g}", config))
     config = config.replace(embedding_dim=best["embedding_dim"])
     steps.append((f"+ dimension {best['embedding_dim']}", config))
-    config = config.replace(learning_rate_schedule=best["learning_rate_schedule"], epochs=best["epochs"])
+    config = config.replace(learning_rate_schedule=best["learning_rate_schedule"], epochs=best["epochs"], **others)
     steps.append((f"+ {best['learning_rate_schedule']} schedule, {best['epochs']} epochs{BEST_SUFFIX}", config))
     steps.append(("best + normalised, temperature 0.2", config.replace(normalize_embeddings=True, temperature=0.2)))
-    steps.append(
-        (
-            "best + side features",
-            config.replace(user_features=("age", "gender", "occupation", "zip"), movie_features=("genres", "year")),
-        )
-    )
+    steps.append(("best + side features", config.replace(**SIDE_FEATURES)))
     steps.append(("best + deeper towers (64)", config.replace(tower_layers=(64,))))
     return steps
 
 
-def best_step(steps: list[tuple[str, ExperimentConfig]]) -> tuple[str, ExperimentConfig]:
+def best_step(steps: list[tuple[str, RunConfig]]) -> tuple[str, RunConfig]:
     """The walk's best step (the one named with ``BEST_SUFFIX``)."""
     return next(step for step in steps if step[0].endswith(BEST_SUFFIX))
 
@@ -93,7 +95,7 @@ def measure_scores(scores: np.ndarray, data: MovieLens, split: Split, ks: Sequen
     return evaluate_scores(scores, split.train, split.test, data.num_users, data.num_movies, ks)
 
 
-def measure_two_tower(config: ExperimentConfig, data: MovieLens, split: Split, seeds: Sequence[int], ks) -> list[dict]:
+def measure_two_tower(config: RunConfig, data: MovieLens, split: Split, seeds: Sequence[int], ks) -> list[dict]:
     """Train once per model seed (the split stays fixed) and evaluate each model."""
     runs = []
     for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
@@ -135,7 +137,7 @@ def table(summaries: dict[str, dict]) -> pd.DataFrame:
 
 def plot_walk(summaries: dict[str, dict], title: str):
     """Hit rate @10 of every model under both protocols, error bars over seeds."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     names = list(summaries)
     y = np.arange(len(names))
@@ -156,7 +158,7 @@ def plot_walk(summaries: dict[str, dict], title: str):
     return fig
 
 
-def evaluator_check(config: ExperimentConfig, data: MovieLens, split: Split, ks: Sequence[int]) -> float:
+def evaluator_check(config: RunConfig, data: MovieLens, split: Split, ks: Sequence[int]) -> float:
     """Train ``config`` once; the largest difference in filtered hit rate between scoring from the towers
     (TensorFlow, as ``FactorizedTopK`` does) and from the NumPy score matrix the metrics use."""
     model = train(config, data, split, verbose=0, curves=False).model
@@ -165,11 +167,9 @@ def evaluator_check(config: ExperimentConfig, data: MovieLens, split: Split, ks:
     return max(abs(from_towers[k] - from_scores[k]) for k in ks)
 
 
-def validation_check(config: ExperimentConfig, data: MovieLens, split: Split, folds: int) -> dict:
+def validation_check(config: RunConfig, data: MovieLens, split: Split, folds: int) -> dict:
     """``config`` and EASE (its lambda chosen over the same folds) on ``folds`` disjoint validation parts of
     the training split: filtered hit rate @10 per fold and the means."""
-    from twotower_utils.experiments import tuning
-
     parts = tuning.validation_folds(split.train, folds)
     two_tower = tuning.cross_validate(config, data, parts)
     ease = tuning.cross_validate_ease(data, parts)
@@ -186,7 +186,7 @@ def validation_check(config: ExperimentConfig, data: MovieLens, split: Split, fo
 
 def temporal_comparison(
     data: MovieLens,
-    models: Sequence[tuple[str, ExperimentConfig]],
+    models: Sequence[tuple[str, RunConfig]],
     seeds: Sequence[int],
     ks: Sequence[int],
     train_fraction: float = 0.8,

@@ -9,7 +9,9 @@ rating (RMSE and MAE, ``evaluation.rating``).
 ``python -m twotower_utils multitask`` (``make multitask-tune``) chooses what the sweep needs on validation,
 never on test: first the rating head (hidden layers, L2) by the rating-only model's RMSE, then which joint
 weights come closest to both single-task models, over k disjoint validation folds of the training split
-(``experiments.tuning``), cached per (config, fold).  Its answers are ``HEAD_SWITCHES`` and ``JOINT``.
+(``experiments.tuning``), cached per (config, fold).  It writes its answers (the head, the rating-only model's
+tower L2, the joint weights) with the command, the date, the folds and the validation scores to the presets
+(``twotower_utils/presets/multitask.json``); ``presets.multitask_model`` reads them.
 """
 
 from __future__ import annotations
@@ -24,33 +26,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.data.movielens import MovieLens
+from twotower_utils import presets
+from twotower_utils.config import ConfigError, RunConfig
+from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.data.splits import Split
 from twotower_utils.evaluation.counting import filtered_topk_accuracy, topk_accuracy
 from twotower_utils.evaluation.rating import rating_metrics
 from twotower_utils.experiments import comparison, tuning
-from twotower_utils.models.multitask import build_multitask_model
+from twotower_utils.experiments.workflow import prepare
 from twotower_utils.results import write_json_atomic
 from twotower_utils.runtime import progress, say
-from twotower_utils.training import train
+from twotower_utils.training import build_for, train
 
 PROG = "python -m twotower_utils multitask"
 MEASURE_NAME = "multitask-v1"  # names ``measure`` in the validation cache keys
 HIT_RATE = "HR@10 filtered"
 RMSE = "RMSE"
 TOP100 = "top-100 (unfiltered)"
-
-# Chosen on validation (`make multitask-tune`): the rating head by the rating-only model's mean RMSE over 3 folds
-# (no hidden layer and head L2 2: 0.9284; the best with a 64-unit hidden layer, L2 2: 0.9353).
-HEAD_SWITCHES: dict[str, Any] = {"rating_layers": (), "rating_l2": 2.0}
-# The rating-only model's own tower L2 (chosen on validation after the head): its best, whatever retrieval prefers.
-# (0.03 / 0.06 / 0.1 / 0.2: RMSE 0.9703 / 0.9284 / 0.9320 / 0.9492, so retrieval's 0.06.)
-RATING_ONLY_SWITCHES: dict[str, Any] = {"l2_regularization": 0.06}
-# Chosen on validation too: the joint weights closest to both single-task models (``choose_joint``).
-# (1 : 0.3: HR@10 filtered 0.1549 vs retrieval-only 0.1545, RMSE 0.9092 vs rating-only 0.9284.)
-JOINT: dict[str, Any] = {"retrieval_weight": 1.0, "rating_weight": 0.3}
 
 # TFRS's multitask tutorial (reported, not measured here): 3 epochs, unfiltered top-100 accuracy and RMSE.
 TFRS_REPORTED = {
@@ -60,13 +53,6 @@ TFRS_REPORTED = {
 }
 RATING_ONLY = "rating-only (0 : 1)"
 RETRIEVAL_ONLY = "retrieval-only (1 : 0)"
-
-
-def multitask_config(base: ExperimentConfig | None = None, **changes: Any) -> ExperimentConfig:
-    """The best two-tower (``comparison.BEST_SWITCHES``) with the rating task and ``HEAD_SWITCHES``;
-    ``changes`` override any of them (weights, head, epochs, seed...)."""
-    base = ExperimentConfig() if base is None else base
-    return base.replace(**{**comparison.BEST_SWITCHES, "rating_task": True, **HEAD_SWITCHES, **changes})
 
 
 def point_name(retrieval_weight: float, rating_weight: float, stop_gradient: bool = False, label: str = "") -> str:
@@ -86,11 +72,11 @@ def sweep_points(
     stop_gradient: bool = True,
     rating_only: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The sweep: rating-only (with ``rating_only``'s changes, default ``RATING_ONLY_SWITCHES``), retrieval-only,
+    """The sweep: rating-only (with ``rating_only``'s changes, default ``presets.rating_only_switches``), retrieval-only,
     joint with ``w_retrieval = 1`` and each of ``rating_weights``, the joint point that balances the losses'
     scales (``w_rating = balanced``), and optionally 1 : 1 with the rating head reading the embeddings through a
     stop-gradient.  Name -> config changes."""
-    rating_only = RATING_ONLY_SWITCHES if rating_only is None else rating_only
+    rating_only = presets.rating_only_switches() if rating_only is None else rating_only
     points = {
         RATING_ONLY: {**rating_only, "retrieval_weight": 0.0, "rating_weight": 1.0},
         RETRIEVAL_ONLY: {"retrieval_weight": 1.0, "rating_weight": 0.0},
@@ -104,10 +90,10 @@ def sweep_points(
     return points
 
 
-def loss_scales(config: ExperimentConfig, data: MovieLens, frame: pd.DataFrame) -> dict[str, float]:
+def loss_scales(config: RunConfig, data: MovieLens, frame: pd.DataFrame) -> dict[str, float]:
     """Per-example retrieval and rating losses of the untrained model over one pass of ``frame`` (the
     training batches as ``train`` makes them): the scale each task's loss starts at."""
-    model = build_multitask_model(config.replace(retrieval_weight=1.0, rating_weight=1.0), data, frame)
+    model = build_for(config.replace(retrieval_weight=1.0, rating_weight=1.0), data, frame)
     totals = np.zeros(2)
     for batch in interactions_dataset(frame, config.batch_size, seed=config.seed, ratings=True):
         totals += [float(loss) for loss in model.task_losses(batch, training=True)]
@@ -138,7 +124,7 @@ def measure(model, split: Split, batch_size: int = 4096) -> dict[str, float]:
 
 
 def run_point(
-    config: ExperimentConfig, data: MovieLens, split: Split, seeds: Sequence[int]
+    config: RunConfig, data: MovieLens, split: Split, seeds: Sequence[int]
 ) -> tuple[list[dict[str, float]], pd.DataFrame]:
     """Train ``config`` once per model seed and measure each model; also the first seed's history."""
     runs, first_history = [], None
@@ -151,7 +137,7 @@ def run_point(
 
 
 def run_sweep(
-    base: ExperimentConfig,
+    base: RunConfig,
     points: dict[str, dict[str, Any]],
     data: MovieLens,
     split: Split,
@@ -196,7 +182,7 @@ def pareto_front(summaries: dict[str, dict]) -> list[str]:
 def plot_pareto(summaries: dict[str, dict], title: str, zoom: float = 0.01):
     """Filtered HR@10 against RMSE, one marker per weight setting (error bars over seeds); points on the Pareto
     front are ringed.  The right panel zooms on the points within ``zoom`` of the best hit rate."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     front = set(pareto_front(summaries))
     best = max(s[HIT_RATE]["mean"] for s in summaries.values())
@@ -225,7 +211,7 @@ def plot_pareto(summaries: dict[str, dict], title: str, zoom: float = 0.01):
 
 def plot_task_losses(histories: dict[str, pd.DataFrame], names: Sequence[str] | None = None):
     """Per-example training loss of each task by epoch (one seed), for the chosen points of the sweep."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     names = list(histories) if names is None else list(names)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -297,7 +283,7 @@ def tfrs_table(summaries: dict[str, dict], ours: dict[str, str]) -> pd.DataFrame
 
 
 def cross_validate_point(
-    config: ExperimentConfig, data: MovieLens, folds: Sequence[Split], cache_dir: str | Path | None = None
+    config: RunConfig, data: MovieLens, folds: Sequence[Split], cache_dir: str | Path | None = None
 ) -> dict[str, Any]:
     """``measure`` of ``config`` on every validation fold (cached): per-fold numbers and their means."""
     per_fold = tuning.cross_validate_measures(
@@ -342,10 +328,6 @@ def _layers(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from twotower_utils.config import ConfigError
-    from twotower_utils.data.movielens import DataUnavailableError
-    from twotower_utils.experiments.workflow import prepare
-
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -356,13 +338,32 @@ def main(argv: list[str] | None = None) -> int:
         "--rating-only-l2", nargs="+", type=float, default=[0.03, 0.06, 0.1, 0.2], help="tower L2 of rating-only"
     )
     parser.add_argument("--rating-weights", nargs="+", type=float, default=[0.03, 0.1, 0.3, 1.0, 3.0])
-    parser.add_argument("--epochs", type=int, default=comparison.BEST_SWITCHES["epochs"])
-    parser.add_argument("--seed", type=int, default=42, help="the report's split seed; fold i trains with seed+i")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the best two-tower's (presets)")
+    parser.add_argument(
+        "--seed", type=int, default=RunConfig.seed, help="the report's split seed; fold i trains with seed+i"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("results/multitask"))
+    parser.add_argument(
+        "--presets-dir",
+        type=Path,
+        default=None,
+        help="the presets folder read from and written to (default: the package's)",
+    )
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
     args = parser.parse_args(argv)
+
+    with presets.using(args.presets_dir):
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``main`` after its arguments, with the presets of ``--presets-dir``."""
     try:
-        base = multitask_config(ExperimentConfig(seed=args.seed), epochs=args.epochs)
+        # the best two-tower with a rating head; every fit below sets the head and the weights it is judged with
+        epochs = {} if args.epochs is None else {"epochs": args.epochs}
+        base = presets.multitask_model(
+            seed=args.seed, retrieval_weight=1.0, rating_weight=1.0, rating_stop_gradient=False, **epochs
+        )
         heads = {
             f"layers {layers or '()'}, L2 {l2:g}": {"rating_layers": layers, "rating_l2": l2}
             for layers in (_layers(t) for t in args.rating_layers)
@@ -398,11 +399,17 @@ def main(argv: list[str] | None = None) -> int:
     balanced = balanced_rating_weight(loss_scales(base, data, folds[0].train))
     print(f"2. the weights (balanced w_rating = {balanced:.3g}), mean over {args.folds} validation folds")
     weight_results = {}
-    for name, changes in sweep_points(balanced, args.rating_weights, rating_only=rating_only).items():
+    points = sweep_points(balanced, args.rating_weights, rating_only=rating_only)
+    for name, changes in points.items():
         weight_results[name] = cross_validate_point(base.replace(**changes), data, folds, cache)
         means = weight_results[name]["mean"]
         print(f"  {name:42s} {HIT_RATE} {means[HIT_RATE]:.4f}  RMSE {means[RMSE]:.4f}", flush=True)
     joint, met = choose_joint(weight_results)
+    joint_found = {
+        "name": joint,
+        "within_tolerances": met,
+        **{k: weight_results[joint]["mean"][k] for k in (HIT_RATE, RMSE)},
+    }
     report = {
         "command": sys.argv,
         "folds": args.folds,
@@ -411,17 +418,26 @@ def main(argv: list[str] | None = None) -> int:
         "rating_only_tower_l2": {"results": tower_results, "chosen": rating_only},
         "balanced_rating_weight": balanced,
         "weights": weight_results,
-        "joint": {
-            "name": joint,
-            "within_tolerances": met,
-            **{k: weight_results[joint]["mean"][k] for k in (HIT_RATE, RMSE)},
-        },
+        "joint": joint_found,
         "seconds": time.perf_counter() - start,
     }
     write_json_atomic(args.output_dir / "multitask_tuning.json", report)
+    written = presets.write(
+        "multitask",
+        {"head": head, "rating_only": rating_only, "joint": points[joint]},
+        command=presets.command_line(PROG, argv),
+        folds=args.folds,
+        validation={
+            "head": {name: r["mean"] for name, r in head_results.items()},
+            "rating_only_tower_l2": {name: r["mean"] for name, r in tower_results.items()},
+            "weights": {name: r["mean"] for name, r in weight_results.items()},
+            "joint": joint_found,
+            "balanced_rating_weight": balanced,
+        },
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(validation_table(weight_results).to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"joint point: {joint} ({'meets' if met else 'misses'} both tolerances on validation)")
+    print(f"joint point: {joint} ({'meets' if met else 'misses'} both tolerances on validation); wrote {written}")
     print(f"wrote {args.output_dir}/multitask_tuning.json in {report['seconds']:.0f} s")
     return 0
 

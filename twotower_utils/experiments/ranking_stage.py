@@ -7,7 +7,7 @@ validation folds of the training split (``experiments.tuning``), never on test: 
 and factors, then each rating-model variant's settings, then the blend weights of the ensemble.  Its
 answers are the constants below.
 
-**Two stages** (``models.reranking``): stage one is the best two-tower (``comparison.BEST_SWITCHES``); the
+**Two stages** (``evaluation.reranking``): stage one is the best two-tower (``comparison.BEST_SWITCHES``); the
 re-rankers are the rating model alone, a blend of retrieval score and predicted rating (weight chosen on
 validation), and a learned re-ranker trained on a validation fold's candidates.  Each pipeline is written
 back as a score matrix and scored with the project's one set of metrics, plus graded NDCG and the mean
@@ -28,15 +28,17 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.data.movielens import MovieLens
+from twotower_utils import presets
+from twotower_utils.config import ConfigError, RunConfig
+from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.splits import Split
-from twotower_utils.evaluation import baselines
+from twotower_utils.evaluation import baselines, reranking
 from twotower_utils.evaluation.counting import seen_matrix, topk_accuracy
 from twotower_utils.evaluation.metrics import graded_metrics, model_scores, ranking_metrics
 from twotower_utils.evaluation.rating import predict_frame, predict_pairs, rating_errors
 from twotower_utils.experiments import comparison, multitask_sweep, tuning
-from twotower_utils.models import rating_baselines, reranking
+from twotower_utils.experiments.workflow import prepare
+from twotower_utils.models import rating_baselines
 from twotower_utils.models.ranking import RatingBlend
 from twotower_utils.results import write_json_atomic
 from twotower_utils.runtime import progress, say
@@ -50,31 +52,10 @@ MOVIE_FEATURES = ("genres", "year")
 
 # --- the rating models ---------------------------------------------------------------------------------------
 
-# The optimisation every rating-model variant shares (the best two-tower's: Adam 0.01, batch 2048, cosine).
-RATING_BASE: dict[str, Any] = {
-    "ranking_head": "mf",
-    "optimizer": "adam",
-    "learning_rate": 0.01,
-    "batch_size": 2048,
-    "learning_rate_schedule": "cosine",
-    "epochs": 20,
-    "embedding_dim": 64,
-    "l2_regularization": 0.1,
-    "bias_l2": 0.01,
-}
-# The variants of notebook 07: heads with and without side features (the report's "richer features"), and
-# implicit feedback (who rated what).  Name -> config changes on top of RATING_BASE; the penalties were chosen per
-# variant on validation (make ranking-tune: mean RMSE over 3 folds).
-FEATURES = {"user_features": USER_FEATURES, "movie_features": MOVIE_FEATURES}
-RATING_VARIANTS: dict[str, dict[str, Any]] = {
-    "MF (biases + dot product)": {"ranking_head": "mf"},
-    "MLP head": {"ranking_head": "mlp", "ranking_l2": 100.0},
-    "MLP head + features": {"ranking_head": "mlp", "ranking_l2": 100.0, **FEATURES},
-    "DCN head": {"ranking_head": "dcn", "ranking_l2": 1000.0},
-    "DCN head + features": {"ranking_head": "dcn", "ranking_l2": 1000.0, **FEATURES},
-    "MF + implicit feedback (SVD++)": {"ranking_head": "mf", "implicit_feedback": True, "l2_regularization": 0.2},
-}
-# What make ranking-tune tries around each variant (one axis: the penalty that decides how much it overfits).
+# The rating models of notebook 07 (``presets.rating_models``: name -> RunConfig with a RatingSpec, in the table's
+# order) share the best two-tower's optimisation (Adam 0.01, batch 2048, cosine, 20 epochs): heads with and without
+# side features (the report's "richer features"), and implicit feedback (who rated what).  What make ranking-tune
+# tries around each (one axis: the penalty that decides how much it overfits; mean validation RMSE over the folds):
 VARIANT_GRID: dict[str, tuple[str, tuple]] = {
     "MF (biases + dot product)": ("l2_regularization", (0.05, 0.1, 0.2)),
     "MLP head": ("ranking_l2", (100.0, 1000.0)),
@@ -83,12 +64,7 @@ VARIANT_GRID: dict[str, tuple[str, tuple]] = {
     "DCN head + features": ("ranking_l2", (100.0, 1000.0)),
     "MF + implicit feedback (SVD++)": ("l2_regularization", (0.1, 0.2, 0.3)),
 }
-# The baselines' settings, chosen on validation (make ranking-tune).
-BASELINE_SETTINGS: dict[str, dict[str, Any]] = {
-    "global mean": {},
-    "user + movie biases": {"lam": 3.0},
-    "biased MF (ALS)": {"factors": 120, "lam": 0.1},
-}
+# The baselines' settings are chosen on validation too (``presets.rating_baselines``), over these grids.
 BASELINE_GRID: dict[str, list[dict[str, Any]]] = {
     "user + movie biases": [{"lam": lam} for lam in (1.0, 3.0, 5.0, 10.0, 25.0)],
     "biased MF (ALS)": [{"factors": f, "lam": lam} for f in (50, 120) for lam in (0.05, 0.1, 0.2)],
@@ -99,8 +75,11 @@ BASELINE_CLASSES = {
     "biased MF (ALS)": rating_baselines.BiasedMF,
 }
 # The ensemble: a least-squares blend of these members' predictions, its weights fitted on a validation fold.
-# The multitask model of notebook 08 (joint 1 : 0.3) brings the retrieval task's "who rated what" signal.
-MULTITASK = "multitask, joint (1 : 0.3)"
+# The multitask model of notebook 08 (its joint weights, ``presets.multitask_model``) brings the retrieval task's
+# "who rated what" signal.
+MULTITASK = "multitask, " + multitask_sweep.point_name(
+    *(presets.joint_weights()[w] for w in ("retrieval_weight", "rating_weight"))
+)
 ENSEMBLE_MEMBERS = ("biased MF (ALS)", "MF + implicit feedback (SVD++)", MULTITASK)
 ENSEMBLE = "ensemble: ALS + SVD++ + multitask (blend fitted on validation)"
 
@@ -116,16 +95,11 @@ PUBLISHED = [
 ]
 
 
-def rating_config(base: ExperimentConfig | None = None, **changes: Any) -> ExperimentConfig:
-    """``RATING_BASE`` on ``base`` (default: the report's split and seed) with ``changes``."""
-    base = ExperimentConfig() if base is None else base
-    return base.replace(**{**RATING_BASE, **changes})
-
-
 def fit_baseline(name: str, data: MovieLens, frame: pd.DataFrame, seed: int = 0, **settings: Any):
-    """A rating baseline of ``BASELINE_CLASSES`` fitted on ``frame`` (``settings`` override ``BASELINE_SETTINGS``).
-    NumPy runs single-threaded here: ALS solves thousands of small systems, which threads only slow down."""
-    chosen = {**BASELINE_SETTINGS[name], **settings}
+    """A rating baseline of ``BASELINE_CLASSES`` fitted on ``frame`` (``settings`` override the chosen ones,
+    ``presets.rating_baselines``).  NumPy runs single-threaded here: ALS solves thousands of small systems, which
+    threads only slow down."""
+    chosen = {**presets.rating_baselines()[name], **settings}
     if name == "biased MF (ALS)":
         chosen.setdefault("seed", seed)
     with threadpool_limits(1):
@@ -133,18 +107,19 @@ def fit_baseline(name: str, data: MovieLens, frame: pd.DataFrame, seed: int = 0,
 
 
 def fit_rating_model(name: str, data: MovieLens, split: Split, seed: int, overrides: dict[str, Any] | None = None):
-    """Any model of the rating table, trained on ``split.train`` with model seed ``seed``: a baseline, a variant of
-    ``RATING_VARIANTS`` or the multitask model (``MULTITASK``).  ``overrides`` (notebook 07's parameters:
-    ``embedding_dim``, ``epochs``, ``learning_rate``, ``batch_size``) change the TensorFlow variants; of them the
-    multitask model, whose towers are the best two-tower's, takes only ``epochs``."""
-    if name in BASELINE_SETTINGS:
+    """Any model of the rating table, trained on ``split.train`` with model seed ``seed``: a baseline
+    (``presets.rating_baselines``), a rating model (``presets.rating_models``) or the multitask model
+    (``MULTITASK``).  ``overrides`` (notebook 07's parameters: ``embedding_dim``, ``epochs``, ``learning_rate``,
+    ``batch_size``) change the TensorFlow models; of them the multitask model, whose towers are the best
+    two-tower's, takes only ``epochs``."""
+    if name in BASELINE_CLASSES:
         return fit_baseline(name, data, split.train, seed=seed)
     overrides = overrides or {}
     if name == MULTITASK:
         epochs = {"epochs": overrides["epochs"]} if "epochs" in overrides else {}
-        config = multitask_sweep.multitask_config(ExperimentConfig(seed=seed), **multitask_sweep.JOINT, **epochs)
+        config = presets.multitask_model(seed=seed, **epochs)
     else:
-        config = rating_config(ExperimentConfig(seed=seed), **{**RATING_VARIANTS[name], **overrides})
+        config = presets.rating_model(name, seed=seed, **overrides)
     return train(config, data, split, verbose=0, curves=False).model
 
 
@@ -245,16 +220,13 @@ TWO_STAGE_COLUMNS = (HR, "Recall@10", "NDCG@10", "graded NDCG@10", "mean rating 
 CANDIDATE_COUNTS = (10, 25, 50, 100, 200)
 BLEND_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 # The rating model that re-ranks, fixed in advance: SVD++ (validation RMSE 0.9193; every TensorFlow variant landed
-# within 0.0012 of the best, the DCN's 0.9191).  The choices of the two stages, made on two validation folds
-# (make ranking-tune): the blend's N and weight, the learned re-ranker's N.
+# within 0.0012 of the best, the DCN's 0.9191).  The choices of the two stages are made on two validation folds
+# (make ranking-tune, ``presets.two_stage``): the blend's N and weight, the learned re-ranker's shape and N, and
+# the pipeline with the best mean filtered HR@10.
 RERANK_RATING_MODEL = "MF + implicit feedback (SVD++)"
-BLEND_CHOICE: dict[str, Any] = {"N": 50, "w": 0.1}
-LEARNED_CHOICE: dict[str, Any] = {"N": 25, "layers": ()}
 LEARNED_SHAPES: dict[str, tuple[int, ...]] = {"linear": (), "hidden layer of 32": (32,)}
 STAGE_ONE = "stage one alone (best two-tower)"
-# The pipeline validation chose (make ranking-tune, mean filtered HR@10 over two folds): the learned re-ranker,
-# linear, N = 25 (0.1578) just ahead of the blend, N = 50, w = 0.1 (0.1574); stage one alone 0.1545.
-CHOSEN_PIPELINE = "(c)"
+PIPELINES = (STAGE_ONE, "(a)", "(b)", "(c)")  # what two_stage_rows names them (by prefix)
 
 
 def pipeline_measures(scores: np.ndarray, split: Split, seen: np.ndarray) -> dict[str, float]:
@@ -316,14 +288,15 @@ def stage_inputs(
     seed: int,
     overrides: dict[str, Any] | None = None,
     rating_model: str = RERANK_RATING_MODEL,
-    ease_lambda: float = 300.0,
+    ease_lambda: float | None = None,
 ) -> StageInputs:
     """Train what the two stages need on ``split.train`` (model seed ``seed``): the best two-tower (stage one; of
     ``overrides`` it takes only ``epochs``), the rating model (``fit_rating_model``), and EASE (an input of the
-    learned re-ranker)."""
+    learned re-ranker; its lambda by default the one ``make tune`` chose, ``presets.ease_lambda``)."""
     overrides = overrides or {}
-    best = comparison.best_switches(**({"epochs": overrides["epochs"]} if "epochs" in overrides else {}))
-    retrieval = train(ExperimentConfig(seed=seed).replace(**best), data, split, verbose=0, curves=False).model
+    ease_lambda = presets.ease_lambda() if ease_lambda is None else ease_lambda
+    epochs = {"epochs": overrides["epochs"]} if "epochs" in overrides else {}
+    retrieval = train(presets.best_two_tower(seed=seed, **epochs), data, split, verbose=0, curves=False).model
     rating = fit_rating_model(rating_model, data, split, seed, overrides)
     ease = baselines.ease_scores(split.train, data.num_users, data.num_movies, ease_lambda)
     return StageInputs(model_scores(retrieval), rating, ease, split, data)
@@ -396,9 +369,11 @@ def run_two_stage(
 ) -> tuple[dict[str, list[dict]], pd.DataFrame]:
     """For each model seed: train the stages on ``split.train`` and on the validation ``fold``'s training part
     (where the learned re-ranker learns), score every pipeline of ``two_stage_rows`` and the blend sweep on
-    ``split.test``.  Returns the runs per pipeline and the sweep's mean over seeds."""
-    blend = BLEND_CHOICE if blend is None else blend
-    learned = LEARNED_CHOICE if learned is None else learned
+    ``split.test``.  ``blend`` and ``learned`` default to the choices of ``presets.two_stage``.  Returns the runs
+    per pipeline and the sweep's mean over seeds."""
+    chosen = presets.two_stage()
+    blend = chosen["blend"] if blend is None else blend
+    learned = chosen["learned"] if learned is None else learned
     runs: dict[str, list[dict]] = {}
     sweeps = []
     for seed in progress(seeds, desc="two-stage seeds", unit="seed", leave=False):
@@ -415,9 +390,11 @@ def run_two_stage(
     return runs, pd.concat(sweeps).groupby(["N", "w"]).mean().reset_index()
 
 
-def two_stage_target(runs: dict[str, list[dict]], goal: float = 0.19, chosen: str = CHOSEN_PIPELINE) -> pd.Series:
-    """Does the pipeline validation chose (named by its prefix, ``CHOSEN_PIPELINE``) beat stage one alone on
-    filtered HR@10 and NDCG@10 (the means over seeds, and on every seed), and does it reach ``goal``?"""
+def two_stage_target(runs: dict[str, list[dict]], goal: float = 0.19, chosen: str | None = None) -> pd.Series:
+    """Does the pipeline validation chose (named by its prefix; default ``presets.two_stage()["pipeline"]``) beat
+    stage one alone on filtered HR@10 and NDCG@10 (the means over seeds, and on every seed), and does it reach
+    ``goal``?"""
+    chosen = presets.two_stage()["pipeline"] if chosen is None else chosen
     chosen = next(name for name in runs if name.startswith(chosen))
     summaries = {name: summarise(r) for name, r in runs.items()}
     every_seed = all(
@@ -446,7 +423,7 @@ def two_stage_target(runs: dict[str, list[dict]], goal: float = 0.19, chosen: st
 def plot_tradeoff(sweep: pd.DataFrame, title: str = ""):
     """Filtered HR@10 and the mean test rating of the hits against the blend weight, one line per N: re-ranking
     by predicted rating trades hits for better-liked hits."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for n, rows in sweep.groupby("N"):
@@ -466,7 +443,7 @@ def plot_tradeoff(sweep: pd.DataFrame, title: str = ""):
 
 
 def cross_validate_rating(
-    config: ExperimentConfig, data: MovieLens, folds: Sequence[Split], cache_dir: str | Path | None = None
+    config: RunConfig, data: MovieLens, folds: Sequence[Split], cache_dir: str | Path | None = None
 ) -> dict[str, Any]:
     """RMSE/MAE of a rating-model config on every validation fold (cached per config and fold) and their means."""
     per_fold = tuning.cross_validate_measures(
@@ -493,26 +470,53 @@ def choose_blend(sweeps: Sequence[pd.DataFrame]) -> dict[str, Any]:
     return {"N": int(best["N"]), "w": float(best["w"]), HR: float(best[HR])}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from twotower_utils.config import ConfigError
-    from twotower_utils.data.movielens import DataUnavailableError
-    from twotower_utils.experiments.workflow import prepare
+def choose_learned(learned: dict[str, float]) -> dict[str, Any]:
+    """The learned re-ranker (shape and N) with the best mean filtered HR@10 of ``_tune_two_stage``'s
+    ``"<shape>, N = <n>"`` results (ties: the first tried, the simpler shape and the smaller N)."""
+    name = max(learned, key=lambda key: learned[key])  # max keeps the first of equal values
+    shape, _, n = name.partition(", N = ")
+    return {"N": int(n), "layers": LEARNED_SHAPES[shape], HR: learned[name]}
 
+
+def choose_pipeline(scores: dict[str, float]) -> str:
+    """The pipeline (a prefix of ``PIPELINES``) with the best mean validation HR@10 (ties: the simpler, earlier)."""
+    return max((name for name in PIPELINES if name in scores), key=lambda name: scores[name])
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--part", choices=("all", "rating", "two-stage"), default="all")
-    parser.add_argument("--seed", type=int, default=42, help="the report's split seed; fold i trains with seed+i")
+    parser.add_argument(
+        "--seed", type=int, default=RunConfig.seed, help="the report's split seed; fold i trains with seed+i"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("results/ranking"))
+    parser.add_argument(
+        "--presets-dir",
+        type=Path,
+        default=None,
+        help="the presets folder read from and written to (default: the package's)",
+    )
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
     args = parser.parse_args(argv)
     if not 2 <= args.folds <= 10:
         parser.error(
             f"--folds must be from 2 to 10 (the two stages train on one fold, judge on another), got {args.folds}"
         )
-    base = rating_config(ExperimentConfig(seed=args.seed))
+
+    with presets.using(args.presets_dir):
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``main`` after its arguments, with the presets of ``--presets-dir``."""
     try:
+        previous = presets.read("ranking")  # what a part left alone keeps
+        models = presets.rating_models()
+        chosen_baselines = presets.rating_baselines()
+        base = next(iter(models.values())).replace(seed=args.seed)  # the data and split every model shares
         data, split = prepare(base, args.data_dir)
     except (ConfigError, DataUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -520,18 +524,45 @@ def main(argv: list[str] | None = None) -> int:
     folds = tuning.validation_folds(split.train, args.folds)
     start = time.perf_counter()
     report: dict[str, Any] = {"command": sys.argv, "folds": args.folds, "base": base.to_dict()}
+    chosen, validation = dict(previous["chosen"]), dict(previous["validation"])
     if args.part in ("all", "rating"):
-        report["rating"] = _tune_rating(base, data, folds, args.output_dir / "cache")
+        report["rating"] = _tune_rating(models, args.seed, data, folds, args.output_dir / "cache")
+        chosen.update(_rating_choices(report["rating"], models, chosen_baselines))
+        validation["rating"] = {
+            name: {key: result["mean"] for key, result in results.items()} for name, results in report["rating"].items()
+        }
     if args.part in ("all", "two-stage"):
         report["two_stage"] = _tune_two_stage(data, folds[:2], args.seed)
+        found = report["two_stage"]
+        chosen.update(
+            blend={"N": found["blend"]["N"], "w": found["blend"]["w"]},
+            learned={k: found["learned_chosen"][k] for k in ("N", "layers")},
+            pipeline=found["pipeline"],
+        )
+        validation["two_stage"] = {
+            "folds": len(folds[:2]),
+            "metric": HR,
+            "pipelines": found["pipelines"],
+            "blend": found["blend"],
+            "learned": found["learned"],
+        }
     report["seconds"] = time.perf_counter() - start
     path = args.output_dir / ("ranking_tuning.json" if args.part == "all" else f"ranking_tuning_{args.part}.json")
     write_json_atomic(path, report)
-    print(f"wrote {path} in {report['seconds']:.0f} s")
+    written = presets.write(
+        "ranking",
+        chosen,
+        command=presets.command_line(PROG, argv),
+        folds=args.folds,
+        validation=validation,
+    )
+    print(f"wrote {path} in {report['seconds']:.0f} s; the choices to {written}")
     return 0
 
 
-def _tune_rating(base: ExperimentConfig, data: MovieLens, folds: Sequence[Split], cache: Path) -> dict[str, Any]:
+def _tune_rating(
+    models: dict[str, RunConfig], seed: int, data: MovieLens, folds: Sequence[Split], cache: Path
+) -> dict[str, Any]:
     found: dict[str, Any] = {}
     print(f"1. rating baselines, mean RMSE over {len(folds)} validation folds")
     for name, grid in BASELINE_GRID.items():
@@ -544,7 +575,7 @@ def _tune_rating(base: ExperimentConfig, data: MovieLens, folds: Sequence[Split]
     for name, (field, values) in VARIANT_GRID.items():
         found[name] = {}
         for value in values:
-            config = rating_config(base, **{**RATING_VARIANTS[name], field: value})
+            config = models[name].replace(seed=seed, **{field: value})
             result = cross_validate_rating(config, data, folds, cache)
             found[name][f"{field}={value:g}"] = result
             print(f"  {name:36s} {field}={value:g}: RMSE {result['mean'][RMSE]:.4f}", flush=True)
@@ -553,6 +584,30 @@ def _tune_rating(base: ExperimentConfig, data: MovieLens, folds: Sequence[Split]
         best = min(results, key=lambda key: results[key]["mean"][RMSE])
         print(f"  {name:36s} {best}: {results[best]['mean'][RMSE]:.4f}")
     return found
+
+
+def _rating_choices(
+    found: dict[str, Any], models: dict[str, RunConfig], baselines_before: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The presets' ``baselines`` and ``rating_models`` from ``_tune_rating``'s results: each one's setting with the
+    lowest mean validation RMSE (ties: the first tried); what has no grid keeps ``baselines_before``."""
+
+    def best(name: str) -> str:
+        return min(found[name], key=lambda key: found[name][key]["mean"][RMSE])
+
+    baselines = [
+        {"name": name, "settings": json.loads(best(name)) if name in BASELINE_GRID else baselines_before.get(name, {})}
+        for name in BASELINE_CLASSES
+    ]
+    rating = []
+    for name, config in models.items():
+        spec = config.model
+        if name in VARIANT_GRID:
+            field, values = VARIANT_GRID[name]
+            value = next(v for v in values if f"{field}={v:g}" == best(name))
+            spec = spec.replace(**{field: value})
+        rating.append({"name": name, "model": spec.to_dict()})
+    return {"baselines": baselines, "rating_models": rating}
 
 
 def _tune_two_stage(data: MovieLens, folds: Sequence[Split], seed: int) -> dict[str, Any]:
@@ -570,10 +625,27 @@ def _tune_two_stage(data: MovieLens, folds: Sequence[Split], seed: int) -> dict[
             ]
             learned[f"{shape}, N = {n}"] = float(np.mean(scores))
             print(f"  learned re-ranker, {shape}, N = {n}: mean {HR} {np.mean(scores):.4f}", flush=True)
+    learned_chosen = choose_learned(learned)
     table = pd.concat(sweeps).groupby(["N", "w"]).mean().reset_index()
+    at = table.set_index(["N", "w"])[HR]
+    pipelines = {
+        STAGE_ONE: float(at.loc[(blend["N"], 0.0)]) if (blend["N"], 0.0) in at.index else float("nan"),
+        "(a)": float(at.loc[(blend["N"], 1.0)]) if (blend["N"], 1.0) in at.index else float("nan"),
+        "(b)": blend[HR],
+        "(c)": learned_chosen[HR],
+    }
+    pipeline = choose_pipeline({k: v for k, v in pipelines.items() if not np.isnan(v)})
+    print(f"  learned re-ranker chosen: {learned_chosen}; pipeline chosen: {pipeline} ({pipelines})")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
-    return {"blend": blend, "learned": learned, "sweep": table.to_dict(orient="records")}
+    return {
+        "blend": blend,
+        "learned": learned,
+        "learned_chosen": learned_chosen,
+        "pipelines": pipelines,
+        "pipeline": pipeline,
+        "sweep": table.to_dict(orient="records"),
+    }
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""What ``make export`` runs: the model to serve (by default notebook 06's best two-tower, trained once and
-kept in ``<output_dir>/serving``; or any model a notebook saved), exported as a SavedModel.
+"""What ``make export`` runs: the model to serve (by default notebook 06's best two-tower, ``presets.best_two_tower``,
+trained once and kept in ``<output_dir>/serving``; or any model a notebook saved), exported as a SavedModel.
 
     python -m twotower_utils export                                  # best two-tower -> results/export/twotower/<n>
     python -m twotower_utils export --index scann --export-dir results/export/twotower_scann
@@ -13,46 +13,45 @@ import sys
 import time
 from pathlib import Path
 
-from twotower_utils.config import ConfigError, ExperimentConfig
+from twotower_utils import presets
+from twotower_utils.config import ConfigError, RunConfig
 from twotower_utils.data.movielens import DataUnavailableError
 from twotower_utils.data.splits import make_split
-from twotower_utils.experiments.comparison import best_switches
-from twotower_utils.experiments.workflow import load_data, load_or_train, prepare
-from twotower_utils.models.two_tower import build_model
-from twotower_utils.results import MODEL_DIR, load_model_weights, load_saved_config
+from twotower_utils.experiments.workflow import load_data, load_or_train, load_saved_run, prepare
+from twotower_utils.results import MODEL_DIR, load_model_weights
 from twotower_utils.serving.export import INDEX_KINDS, export_model
+from twotower_utils.training import build_for
 
 PROG = "python -m twotower_utils export"
 SERVING_DIR = "serving"  # under output_dir: the best model's weights, reused by the next export
 
 
-def best_config(seed: int = 42, **overrides) -> ExperimentConfig:
-    """Notebook 06's best two-tower (``comparison.BEST_SWITCHES``) on the report's split."""
-    return ExperimentConfig(seed=seed).replace(**best_switches(**overrides))
-
-
-def best_model(output_dir: str | Path, data_dir: str | None = None, seed: int = 42, verbose: int = 0, **overrides):
-    """The best two-tower, its data and split: loaded from ``<output_dir>/serving`` when it was trained
-    with the same config, else trained and saved there.  Returns ``(model, config, data, split, loaded)``."""
-    config = best_config(seed, **overrides)
+def best_model(
+    output_dir: str | Path, data_dir: str | None = None, seed: int = RunConfig.seed, verbose: int = 0, **overrides
+):
+    """The best two-tower (``presets.best_two_tower`` with ``overrides``), its data and split: loaded from
+    ``<output_dir>/serving`` when it was trained with the same run, else trained and saved there.
+    Returns ``(model, config, data, split, loaded)``."""
+    config = presets.best_two_tower(seed=seed, **overrides)
     data, split = prepare(config, data_dir)
     result, loaded = load_or_train(config, data, split, Path(output_dir) / SERVING_DIR, verbose=verbose)
     return result.model, config, data, split, loaded
 
 
 def saved_model(model_dir: str | Path, data_dir: str | None = None):
-    """The model ``results.save_model`` wrote under ``<model_dir>/model`` (any config), with its data and
-    split.  Returns ``(model, config, data, split)``."""
-    saved = load_saved_config(model_dir)
-    if saved is None:
+    """The model ``results.save_model`` wrote under ``<model_dir>/model`` (any run), with its data and
+    split.  Returns ``(model, config, data, split)``.  A model saved by an earlier version of twotower (the old
+    flat config) is not guessed at: it stops here with ``RetrainError`` (one line from ``main``)."""
+    found = load_saved_run(model_dir)
+    if found is None:
         raise FileNotFoundError(
             f"no saved model in '{model_dir}' (expected {Path(model_dir) / MODEL_DIR / 'config.json'}); "
             "run the notebooks (make run-notebooks) or leave --from out to export the best two-tower"
         )
-    config = ExperimentConfig.from_dict(saved["config"])
-    data = load_data(data_dir)
+    config = found[0]
+    data = load_data(data_dir, dataset=config.dataset)
     split = make_split(data, config.split, config.seed, config.train_fraction)
-    model = build_model(config, data, split.train)
+    model = build_for(config, data, split.train)
     load_model_weights(model, model_dir)
     return model, config, data, split
 
@@ -64,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", choices=INDEX_KINDS, default="exact")
     parser.add_argument("--version", type=int, help="version folder (default: the next free number)")
     parser.add_argument("--from", dest="source", type=Path, help="export the model saved under this folder instead")
-    parser.add_argument("--epochs", type=int, help="epochs of the best model (default: BEST_SWITCHES' 20)")
+    parser.add_argument(
+        "--epochs", type=int, help="epochs of the best model (default: the presets', make tune's choice)"
+    )
     parser.add_argument("--data-dir", help="TFDS data folder (default: $TFDS_DATA_DIR)")
     args = parser.parse_args(argv)
     export_dir = args.export_dir or args.output_dir / "export" / (

@@ -1,4 +1,4 @@
-"""Scaling up (issue 14, notebook 11, ``make bench-scale``): what one epoch and one evaluation cost as the data
+"""Scaling up (notebook 11, ``make bench-scale``): what one epoch and one evaluation cost as the data
 grows, measured on synthetic MovieLens of a real set's shape (``data.synthetic``).
 
 Where the time of a training step goes.  The report's loss is the in-batch softmax, computed on the batch's
@@ -18,9 +18,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from twotower_utils.config import ExperimentConfig
+from twotower_utils.config import RunConfig
 from twotower_utils.data.sets import DATASETS, dataset_facts
+from twotower_utils.data.splits import random_split
+from twotower_utils.data.synthetic import synthetic_movielens
+from twotower_utils.evaluation.metrics import evaluate
+from twotower_utils.runtime import peak_rss_bytes
+from twotower_utils.training import train
 
 
 def sets_table(embedding_dim: int = 32) -> pd.DataFrame:
@@ -61,8 +67,6 @@ def frame_memory(frame: pd.DataFrame) -> pd.DataFrame:
 
 def peak_rss_gb() -> float:
     """This process's peak resident memory so far, in GiB (``runtime.peak_rss_bytes``)."""
-    from twotower_utils.runtime import peak_rss_bytes
-
     return peak_rss_bytes() / 1024**3
 
 
@@ -87,8 +91,6 @@ def step_gflop(distinct_users: float, distinct_movies: float, dim: int) -> float
 def matmul_peak(rows: int, columns: int, dim: int, repeats: int = 10) -> dict[str, float]:
     """This machine's GFLOP/s for ``[rows, dim] @ [dim, columns]`` (the loss's product) and for a square
     2048 product (the best case for the CPU's vector units)."""
-    import tensorflow as tf
-
     result = {}
     for name, (m, n, k) in {"loss_shape": (rows, columns, dim), "square_2048": (2048, 2048, 2048)}.items():
         a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
@@ -104,7 +106,7 @@ def matmul_peak(rows: int, columns: int, dim: int, repeats: int = 10) -> dict[st
 def measure_size(
     num_ratings: int,
     shape: str = "25m",
-    config: ExperimentConfig | None = None,
+    config: RunConfig | None = None,
     ks: Sequence[int] = (1, 5, 10, 50, 100),
     user_batch: int = 1024,
     strategy=None,
@@ -113,13 +115,9 @@ def measure_size(
     """Make ``synthetic-<shape>-<num_ratings>``, split it 80/20, train one epoch (on ``strategy`` if given) and
     evaluate the test ratings exactly against the whole catalogue (unless ``evaluate_test`` is off: a worker that
     is not the chief); every figure (seconds, examples/s, batch shape, FLOPs, peak RSS)."""
-    from twotower_utils.data.splits import random_split
-    from twotower_utils.data.synthetic import synthetic_movielens
-    from twotower_utils.evaluation.metrics import evaluate
-    from twotower_utils.training import train
-
-    config = (config or ExperimentConfig()).replace(epochs=1, dataset=f"synthetic-{shape}-{num_ratings}")
-    figures: dict = {"ratings": num_ratings, "embedding_dim": config.embedding_dim}
+    config = (config or RunConfig()).replace(epochs=1, dataset=f"synthetic-{shape}-{num_ratings}")
+    dim = config.model.embedding_dim
+    figures: dict = {"ratings": num_ratings, "embedding_dim": dim}
     start = time.perf_counter()
     data = synthetic_movielens(shape, num_ratings, seed=0)
     figures |= {"load_s": time.perf_counter() - start, "users": data.num_users, "movies": data.num_movies}
@@ -128,8 +126,8 @@ def measure_size(
     figures |= {"split_s": time.perf_counter() - start, "train": len(split.train), "test": len(split.test)}
     batch = batch_shape(split.train, config.batch_size)
     steps = math.ceil(len(split.train) / config.batch_size)
-    flop = step_gflop(batch["distinct_users"], batch["distinct_movies"], config.embedding_dim)
-    peak = matmul_peak(round(batch["distinct_users"]), round(batch["distinct_movies"]), config.embedding_dim)
+    flop = step_gflop(batch["distinct_users"], batch["distinct_movies"], dim)
+    peak = matmul_peak(round(batch["distinct_users"]), round(batch["distinct_movies"]), dim)
     figures |= batch | peak | {"steps": steps, "gflop_per_step": flop}
     result = train(config, data, split, verbose=0, curves=False, strategy=strategy)
     figures |= {"epoch_s": result.seconds, "examples_per_s": len(split.train) / result.seconds}

@@ -11,8 +11,10 @@ The third test is the **global time cut** (``splits.temporal_split``): 85% of it
 users with no training rating at all.  An id tower cannot serve them; a model that reads a history can,
 from the ratings the user gave earlier *inside the test period* (``data.history.histories_before``).
 
-``python -m twotower_utils sequence`` (``make sequence-tune``) makes the validation choices; its answers are
-the constants below.
+``python -m twotower_utils sequence`` (``make sequence-tune``) makes the validation choices and writes them
+(each protocol's tower, its history length and epochs, the baselines' settings), with the command, the date and
+the validation scores, to the presets (``twotower_utils/presets/sequence.json``); ``presets.sequence_model``
+reads them.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from twotower_utils.config import ExperimentConfig
+from twotower_utils import presets
+from twotower_utils.config import RunConfig, SequenceTower
 from twotower_utils.data.history import histories_before, latest_histories, longest_history
-from twotower_utils.data.movielens import MovieLens
+from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.splits import Split, hold_out_latest, make_split, temporal_split
 from twotower_utils.evaluation import baselines
 from twotower_utils.evaluation.counting import filtered_topk_accuracy, seen_matrix, topk_accuracy
 from twotower_utils.evaluation.metrics import model_scores, ranking_metrics
 from twotower_utils.experiments import comparison
+from twotower_utils.experiments.workflow import load_data
 from twotower_utils.results import write_json_atomic
 from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
@@ -45,33 +49,16 @@ PROTOCOLS = {"leave_latest": 0.2, "leave_one_out": None}  # held-out share of ea
 COLUMNS = ("HR@10", "NDCG@10", "HR@100")  # all filtered
 TARGET = "HR@10"
 MOST_POPULAR, EASE, LAST_ITEM, RECENCY_EASE = "most popular", "EASE", "last item (cosine)", "recency-weighted EASE"
-# The optimisation every sequence tower shares: Adam, batches of 1024, a full softmax over the catalogue
-# (cheap at 1,664 movies; the anchors' SASRec+ tip), 64-d.
-SEQUENCE_BASE: dict[str, Any] = {
-    "optimizer": "adam",
-    "learning_rate": 0.002,
-    "batch_size": 1024,
-    "negatives": "catalogue",
-    "embedding_dim": 64,
-}
-# Chosen on each protocol's validation (`make sequence-tune`, ``choose``); the README's notebook 10 section
-# has the validation numbers.
-CHOSEN: dict[str, dict[str, Any]] = {
-    "leave_latest": {"user_tower": "sasrec", "use_user_id": True, "history_length": 25, "epochs": 4},
-    "leave_one_out": {"user_tower": "gru", "history_length": 100, "epochs": 5},
-}
 # Recency-weighted EASE grid (a = 0 is plain EASE on the same lambdas)
 RECENCY_LAMBDAS = (50.0, 200.0, 800.0)
 
 
-def sequence_config(**changes: Any) -> ExperimentConfig:
-    """``SEQUENCE_BASE`` (a SASRec tower, L 50, 5 epochs by default); ``changes`` override any of it."""
-    return ExperimentConfig(**{**SEQUENCE_BASE, "user_tower": "sasrec", "history_length": 50, "epochs": 5, **changes})
-
-
-def chosen_config(protocol: str, **changes: Any) -> ExperimentConfig:
-    """The tower validation chose for ``protocol`` (``CHOSEN``); ``changes`` override any of it."""
-    return sequence_config(**{**CHOSEN[protocol], **changes})
+def sequence_config(**changes: Any) -> RunConfig:
+    """A sequence tower on the settings every sequence tower shares (``presets.sequence_shared``: Adam, batches
+    of 1024, a full softmax over the catalogue, 64-d): SASRec, L 50, 5 epochs unless ``changes`` say otherwise.
+    The towers validation chose are ``presets.sequence_model(protocol)``."""
+    shared = presets.sequence_shared()
+    return RunConfig().replace(**{**shared, "user_tower": "sasrec", "history_length": 50, "epochs": 5, **changes})
 
 
 def protocol_split(data: MovieLens, protocol: str) -> Split:
@@ -157,14 +144,14 @@ class ValidationCurve(tf.keras.callbacks.Callback):
         self.values.append(filtered_topk_accuracy(self.model, self.validation.train, self.validation.test, [10])[10])
 
 
-def validation_curve(config: ExperimentConfig, data: MovieLens, validation: Split) -> list[float]:
+def validation_curve(config: RunConfig, data: MovieLens, validation: Split) -> list[float]:
     """Filtered HR@10 on ``validation`` after each of ``config.epochs`` epochs (one fit)."""
     curve = ValidationCurve(validation)
     train(config, data, validation, verbose=0, curves=False, callbacks=[curve])
     return curve.values
 
 
-def run_sequence(config: ExperimentConfig, data: MovieLens, split: Split, seeds: Sequence[int]) -> list[dict]:
+def run_sequence(config: RunConfig, data: MovieLens, split: Split, seeds: Sequence[int]) -> list[dict]:
     """Train ``config`` once per seed on ``split.train``; each user's query is their training history."""
     runs = []
     exclude = seen(split.train, data)
@@ -178,7 +165,7 @@ def run_sequence(config: ExperimentConfig, data: MovieLens, split: Split, seeds:
 def run_protocol(
     data: MovieLens,
     protocol: str,
-    towers: dict[str, ExperimentConfig],
+    towers: dict[str, RunConfig],
     seeds: Sequence[int],
     log: Callable[[str], None] = say,
     lambdas: Sequence[float] = RECENCY_LAMBDAS,
@@ -241,7 +228,7 @@ def unseen_queries(data: MovieLens, train_fraction: float = 0.8) -> dict[str, An
 
 
 def run_unseen(
-    data: MovieLens, config: ExperimentConfig, seeds: Sequence[int], choices: dict, train_fraction: float = 0.8
+    data: MovieLens, config: RunConfig, seeds: Sequence[int], choices: dict, train_fraction: float = 0.8
 ) -> dict[str, Any]:
     """Baselines and the sequence tower (without the user id: these users have none) on the time cut's users
     that have no training rating, each test rating scored from the user's earlier test-period ratings."""
@@ -252,26 +239,28 @@ def run_unseen(
     }
     config = config.replace(use_user_id=False)
     name = tower_name(config)
+    length = config.model.history_length
     runs[name] = []
     for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
         result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
-        users = result.model.user_tower.embed(histories[:, -config.history_length :])
+        users = result.model.user_tower.embed(histories[:, -length:])
         movies = result.model.movie_tower.embed_all().numpy()
         runs[name].append({**measures(users @ movies.T, exclude, test), "seconds": result.seconds})
     return {"runs": runs, "test": len(test), "share": queries["share"], "time_cut_test": len(split.test)}
 
 
-def tower_name(config: ExperimentConfig) -> str:
+def tower_name(config: RunConfig) -> str:
     """``"sasrec (1 block), L 50"``, ``"gru, L 50 + user id"``..."""
-    kind = config.user_tower
+    tower = config.model.user_tower
+    kind = tower.kind
     if kind == "sasrec":
-        kind += f" ({config.sequence_blocks} block{'s' if config.sequence_blocks > 1 else ''})"
-    return f"{kind}, L {config.history_length}{' + user id' if config.use_user_id else ''}"
+        kind += f" ({tower.blocks} block{'s' if tower.blocks > 1 else ''})"
+    return f"{kind}, L {tower.history_length}{' + user id' if tower.use_user_id else ''}"
 
 
 def verdict(protocols: dict[str, dict], unseen: dict) -> pd.Series:
-    """The issue's target: each protocol's chosen tower beats recency-weighted EASE (mean and every seed) and
-    the tower beats most-popular on the unseen users of the time cut, by filtered HR@10."""
+    """The goal: each protocol's chosen tower beats recency-weighted EASE (mean and every seed) and the tower
+    beats most-popular on the unseen users of the time cut, by filtered HR@10."""
     answers = {}
     for protocol, found in protocols.items():
         recency = next(v for k, v in found["runs"].items() if k.startswith(RECENCY_EASE))[0][TARGET]
@@ -294,7 +283,7 @@ def _baseline_names(runs: dict) -> set[str]:
 
 
 def length_curve(
-    data: MovieLens, protocol: str, config: ExperimentConfig, lengths: Sequence[int], choices: dict | None = None
+    data: MovieLens, protocol: str, config: RunConfig, lengths: Sequence[int], choices: dict | None = None
 ) -> pd.DataFrame:
     """Validation HR@10 against the history length L: the tower trained with each L (its chosen epochs), and
     recency-weighted EASE (its validation choice) reading only the last L ratings."""
@@ -327,7 +316,7 @@ def length_curve(
 
 def plot_length_curve(curve: pd.DataFrame, tower: str, title: str):
     """Validation HR@10 of the tower and of recency-weighted EASE against L (log axis)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(curve["L"], curve["tower"], marker="o", label=tower)
@@ -354,7 +343,13 @@ TUNE_TOWERS: tuple[dict[str, Any], ...] = (
 TUNE_LENGTHS = (10, 25, 100)  # and 50, the towers' own
 
 
-def tune(data: MovieLens, protocols: Sequence[str], epochs: int, seed: int, log: Callable[[str], None] = say) -> dict:
+def tune(
+    data: MovieLens,
+    protocols: Sequence[str],
+    epochs: int,
+    seed: int,
+    log: Callable[[str], None] = say,
+) -> dict:
     """Per protocol: each tower of ``TUNE_TOWERS`` (L 50) with its validation HR@10 after every epoch; then the
     best tower's L over ``TUNE_LENGTHS``; and the baselines' choices."""
     found: dict[str, Any] = {}
@@ -400,24 +395,60 @@ def choose(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return chosen
 
 
-def main(argv: list[str] | None = None) -> int:
-    from twotower_utils.data.movielens import DataUnavailableError
-    from twotower_utils.experiments.workflow import load_data
+def presets_choices(found: dict[str, Any], chosen: dict[str, dict[str, Any]]) -> tuple[dict, dict]:
+    """What ``main`` writes to the presets for each tuned protocol, from ``tune``'s report and ``choose``'s
+    answers: ``{protocol: {"user_tower", "epochs", "baselines"}}`` and the validation scores they were chosen on."""
+    choices, validation = {}, {}
+    for protocol, answer in chosen.items():
+        changes = dict(answer["changes"])
+        tower = SequenceTower(kind=changes.pop("user_tower"), **changes, history_length=answer["history_length"])
+        baselines = found[protocol]["baselines"]
+        choices[protocol] = {
+            "user_tower": tower.to_dict(),
+            "epochs": answer["epochs"],
+            "baselines": {"ease_lambda": baselines["ease_lambda"], "recency": baselines["recency"]},
+        }
+        validation[protocol] = {
+            "metric": "HR@10 (filtered)",
+            "chosen": answer["validation"],
+            "towers": {name: tower["curve"] for name, tower in found[protocol]["towers"].items()},
+            "best_tower": found[protocol]["best_tower"],
+            "lengths": {str(length): float(max(curve)) for length, curve in found[protocol]["lengths"].items()},
+            "ease": baselines["ease_validation"],
+            "recency": baselines["recency_validation"],
+        }
+    return choices, validation
 
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS))
     parser.add_argument("--epochs", type=int, default=5, help="epochs of every validation fit (curve per epoch)")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=RunConfig.seed)
     parser.add_argument("--output-dir", type=Path, default=Path("results/sequence"))
+    parser.add_argument(
+        "--presets-dir",
+        type=Path,
+        default=None,
+        help="the presets folder read from and written to (default: the package's)",
+    )
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
     args = parser.parse_args(argv)
     if not 1 <= args.epochs <= 200:
         parser.error(f"--epochs must be from 1 to 200, got {args.epochs}")
+
+    with presets.using(args.presets_dir):
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``main`` after its arguments, with the presets of ``--presets-dir``."""
     try:
+        previous = presets.read("sequence")  # the shared settings; protocols not tuned keep theirs
         data = load_data(args.data_dir)
-    except DataUnavailableError as error:
+    except (presets.PresetError, DataUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     start = time.perf_counter()
@@ -427,5 +458,17 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = time.perf_counter() - start
     path = args.output_dir / "sequence_tuning.json"
     write_json_atomic(path, report)
-    print(f"wrote {path} in {report['seconds']:.0f} s")
+    choices, validation = presets_choices(report["protocols"], report["chosen"])
+    written = presets.write(
+        "sequence",
+        {**previous["chosen"], **choices},
+        command=presets.command_line(PROG, argv),
+        folds=1,
+        validation={**previous["validation"], **validation},
+    )
+    print(f"wrote {path} in {report['seconds']:.0f} s; the choices to {written}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,9 @@ Each run trains two models with the same config:
   that validation part.  The best dimension is chosen on validation only; test numbers are for reporting.
 
 Finished runs are stored one JSON per (dimension, seed, config hash) in ``<output-dir>/cache`` (written
-atomically), so running the same sweep again only computes what is missing.  The notebook
+atomically), so running the same sweep again only computes what is missing.  The command writes the dimension
+chosen on validation, with the command, the date and the validation scores, to the presets
+(``twotower_utils/presets/dimension.json``).  The notebook
 ``05_embedding_dimension`` and its interactive panel call the same ``run_one``.
 """
 
@@ -30,19 +32,22 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.data.movielens import MovieLens
+from twotower_utils import presets
+from twotower_utils.config import ConfigError, RetrainError, RunConfig
+from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.splits import Split, validation_split
 from twotower_utils.evaluation.counting import filtered_topk_accuracy, topk_accuracy
+from twotower_utils.experiments.workflow import prepare
 from twotower_utils.models.two_tower import parameter_counts
-from twotower_utils.results import read_json, write_json_atomic
+from twotower_utils.results import read_json, save_figure, write_json_atomic
 from twotower_utils.runtime import progress, say
 from twotower_utils.training import TrainingResult, train
 
 PROG = "python -m twotower_utils sweep"
-CACHE_VERSION = 1
-# Always part of a run's cache key; any other config field joins the key only when it differs from its default,
-# so adding a new switch to ExperimentConfig (default: off, the report's recipe) keeps existing caches valid.
+CACHE_VERSION = 2  # 2: keys from RunConfig (a run and one model spec)
+RUN_FIELDS = tuple(name for name in RunConfig().to_dict() if name not in ("format", "model"))
+# Always part of a run's cache key; any other field of the run or its model joins the key only when it differs
+# from its default, so adding a new switch to a spec (default: off, the report's recipe) keeps existing caches valid.
 RECIPE_FIELDS = (
     "epochs",
     "learning_rate",
@@ -82,7 +87,7 @@ def _by_k(values: dict[int, float]) -> dict[str, float]:
 
 
 def run_one(
-    config: ExperimentConfig,
+    config: RunConfig,
     data: MovieLens,
     split: Split,
     validation: Split | None = None,
@@ -105,7 +110,7 @@ def run_one(
     counts = parameter_counts(result.model)
     history = result.history
     record: dict[str, Any] = {
-        "embedding_dim": config.embedding_dim,
+        "embedding_dim": config.model.embedding_dim,
         "seed": config.seed,
         "config": config.to_dict(),
         "parameters": {**counts, "total": sum(counts.values())},
@@ -128,11 +133,9 @@ def run_one(
     return record, result
 
 
-def parse_dims(value, base: ExperimentConfig | None = None) -> list[int]:
+def parse_dims(value, base: RunConfig | None = None) -> list[int]:
     """Dimensions from papermill/CLI friendly forms: ``"8 32 128"``, ``"8,32"``, ``64`` or ``[8, 32]``;
-    each is checked by ``ExperimentConfig`` (a bad one stops here with one ``ConfigError``)."""
-    from twotower_utils.config import ConfigError
-
+    each is checked by ``RunConfig`` (a bad one stops here with one ``ConfigError``)."""
     items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
     dims = []
     for item in items:
@@ -140,7 +143,7 @@ def parse_dims(value, base: ExperimentConfig | None = None) -> list[int]:
             dims.append(int(item))
         except (TypeError, ValueError):
             raise ConfigError(f"embedding dimensions must be whole numbers, got {item!r} in {value!r}") from None
-        (base or ExperimentConfig()).replace(embedding_dim=dims[-1])
+        (base or RunConfig()).replace(embedding_dim=dims[-1])
     return dims
 
 
@@ -153,22 +156,28 @@ def data_fingerprint(data: MovieLens, split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_key(config: ExperimentConfig, fingerprint: str, validation_fraction: float | None) -> dict[str, Any]:
+def settings_key(
+    config: RunConfig, always: Sequence[str] = RUN_FIELDS, leave_out: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A run's settings for a cache key (plain JSON): the run's fields of ``always``, any other run field set
+    away from its default, and ``"model"``: the model's family and its fields set away from the family's
+    defaults; the names of ``leave_out`` are left out (they name the cache file instead)."""
+    values, defaults = config.to_dict(), RunConfig(type(config.model)()).to_dict()
+    run = {k: values[k] for k in RUN_FIELDS if k not in leave_out and (k in always or values[k] != defaults[k])}
+    model = {
+        k: v for k, v in values["model"].items() if k not in leave_out and (k == "family" or v != defaults["model"][k])
+    }
+    return {**run, "model": model}
+
+
+def cache_key(config: RunConfig, fingerprint: str, validation_fraction: float | None) -> dict[str, Any]:
     """Everything that defines a run except the dimension and seed (they name the file): the recipe, any
     switch set away from its default, the data, the validation fraction and ``CACHE_VERSION``."""
-    values, defaults = config.to_dict(), ExperimentConfig().to_dict()
-    settings = {k: values[k] for k in RECIPE_FIELDS}
-    settings.update(
-        {
-            k: v
-            for k, v in values.items()
-            if k not in settings and k not in ("embedding_dim", "seed") and v != defaults.get(k)
-        }
-    )
+    settings = settings_key(config, RECIPE_FIELDS, leave_out=("embedding_dim", "seed"))
     return {"v": CACHE_VERSION, "config": settings, "data": fingerprint, "validation": validation_fraction}
 
 
-def config_hash(config: ExperimentConfig, fingerprint: str, validation_fraction: float | None) -> str:
+def config_hash(config: RunConfig, fingerprint: str, validation_fraction: float | None) -> str:
     """Short hash of ``cache_key``."""
     key = cache_key(config, fingerprint, validation_fraction)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
@@ -179,7 +188,7 @@ def cache_path(cache_dir: Path, dim: int, seed: int, digest: str) -> Path:
 
 
 def cached_dimensions(
-    base_config: ExperimentConfig,
+    base_config: RunConfig,
     data: MovieLens,
     split: Split,
     cache_dir: str | Path,
@@ -197,7 +206,7 @@ def cached_dimensions(
 
 
 def run_sweep(
-    base_config: ExperimentConfig,
+    base_config: RunConfig,
     data: MovieLens,
     split: Split,
     dims: Sequence[int] = DEFAULT_DIMS,
@@ -223,6 +232,8 @@ def run_sweep(
         config = base_config.replace(embedding_dim=int(dim), seed=int(seed))
         path = cache_path(Path(cache_dir), dim, seed, digest) if cache_dir is not None else None
         record = read_json(path) if path is not None else None
+        if record is not None and not _written_by_this_version(record, path, log):
+            record = None
         if record is not None:
             reused += 1
             log(f"dim {dim:>4} seed {seed}: cached ({path.name})")
@@ -241,6 +252,17 @@ def run_sweep(
         f"{time.perf_counter() - start:.1f} s"
     )
     return summary_table(records)
+
+
+def _written_by_this_version(record: dict[str, Any], path: Path, log: Callable[[str], None]) -> bool:
+    """Whether a cached run's config reads as a ``RunConfig``.  A run cached by an earlier version of twotower
+    (the old flat config) is ignored with one line and trained again (it is a cache, not an error)."""
+    try:
+        RunConfig.from_dict(record.get("config"), what=f"the cached run {path.name}")
+    except RetrainError as error:
+        log(f"{error} (training it again)")
+        return False
+    return True
 
 
 def summary_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -309,7 +331,7 @@ def _dimension_axis(ax, dims) -> None:
 
 def plot_topk_vs_dimension(summary: pd.DataFrame, k: int = 10):
     """Test top-k against the dimension, both protocols, with the validation numbers for comparison."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     table = by_dimension(summary)
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -329,7 +351,7 @@ def plot_topk_vs_dimension(summary: pd.DataFrame, k: int = 10):
 
 
 def plot_parameters_vs_dimension(summary: pd.DataFrame):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     table = by_dimension(summary)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -342,7 +364,7 @@ def plot_parameters_vs_dimension(summary: pd.DataFrame):
 
 
 def plot_gap_vs_dimension(summary: pd.DataFrame, ks: Sequence[int] = (10, 100)):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     table = by_dimension(summary)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -357,7 +379,7 @@ def plot_gap_vs_dimension(summary: pd.DataFrame, ks: Sequence[int] = (10, 100)):
 
 
 def plot_time_vs_dimension(summary: pd.DataFrame):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: only plots need matplotlib, and it is slow to import
 
     table = by_dimension(summary)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -380,9 +402,7 @@ SWEEP_PLOTS = {
 
 def write_outputs(summary: pd.DataFrame, output_dir: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """``summary.csv`` (one row per run), ``summary_by_dimension.csv``, ``summary.json`` and the figures."""
-    import matplotlib.pyplot as plt
-
-    from twotower_utils.results import save_figure
+    import matplotlib.pyplot as plt  # here: only the figures need matplotlib, and it is slow to import
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -469,21 +489,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dims", type=int, nargs="+", default=list(DEFAULT_DIMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="model seeds (default: --split-seed)")
-    parser.add_argument("--split-seed", type=int, default=42, help="seed of the 80/20 split and the validation part")
-    parser.add_argument("--epochs", type=int, default=ExperimentConfig.epochs)
-    parser.add_argument("--learning-rate", type=float, default=ExperimentConfig.learning_rate)
-    parser.add_argument("--batch-size", type=int, default=ExperimentConfig.batch_size)
+    parser.add_argument(
+        "--split-seed", type=int, default=RunConfig.seed, help="seed of the 80/20 split and the validation part"
+    )
+    parser.add_argument("--epochs", type=int, default=RunConfig.epochs)
+    parser.add_argument("--learning-rate", type=float, default=RunConfig.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=RunConfig.batch_size)
     parser.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
     parser.add_argument("--output-dir", type=Path, default=Path("results/sweep"))
+    parser.add_argument(
+        "--presets-dir",
+        type=Path,
+        default=None,
+        help="the presets folder read from and written to (default: the package's)",
+    )
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
     args = parser.parse_args(argv)
-
-    from twotower_utils.config import ConfigError
-    from twotower_utils.data.movielens import DataUnavailableError
-    from twotower_utils.experiments.workflow import prepare
-
     try:
-        base = ExperimentConfig(
+        base = RunConfig(
             epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.split_seed
         )
         for dim in args.dims:
@@ -501,6 +524,24 @@ def main(argv: list[str] | None = None) -> int:
     best = report.get("best_on_validation")
     if best:
         print(f"best dimension on validation ({best['metric']}): {best['embedding_dim']} ({best['value']:.4f})")
+        written = presets.write(
+            "dimension",
+            {"embedding_dim": best["embedding_dim"]},
+            command=presets.command_line(PROG, argv),
+            folds=1,
+            validation={
+                "metric": best["metric"],
+                "value": best["value"],
+                "by_dimension": best["by_dimension"],
+                "seeds": args.seeds or [args.split_seed],
+                "recipe": {
+                    **settings_key(base, leave_out=("embedding_dim",)),
+                    "validation_fraction": args.validation_fraction,
+                },
+            },
+            directory=args.presets_dir,
+        )
+        print(f"wrote the chosen dimension to {written}")
     print(f"wrote {args.output_dir}/summary.csv, summary.json and figures/ in {time.perf_counter() - start:.1f} s")
     return 0
 

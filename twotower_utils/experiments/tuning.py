@@ -7,8 +7,10 @@ training split (fold ``i`` trains with model seed ``config.seed + i``) and judge
 through the same folds.  The test split is never touched.
 
 ``python -m twotower_utils tune --output-dir results/tuning`` (or ``make tune``) cross-validates the
-grid ``DEFAULT_GRID`` around ``comparison.BEST_SWITCHES`` (every combination), caching one JSON per
-(config, fold) so a rerun only trains what is missing, and prints a table best-first.
+grid ``DEFAULT_GRID`` around the best two-tower (``presets.best_two_tower``; every combination), caching one
+JSON per (config, fold) so a rerun only trains what is missing, and prints a table best-first.  The config
+with the best mean becomes the best two-tower: its switches, EASE's lambda, the command, the folds and the
+validation scores are written to the presets (``twotower_utils/presets/two_tower.json``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.data.movielens import MovieLens
+from twotower_utils import presets
+from twotower_utils.config import ConfigError, RetrainError, RetrievalSpec, RunConfig
+from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.splits import Split, validation_split
 from twotower_utils.evaluation import baselines
 from twotower_utils.evaluation.counting import filtered_topk_accuracy
-from twotower_utils.experiments.sweep import data_fingerprint
+from twotower_utils.experiments.sweep import data_fingerprint, settings_key
+from twotower_utils.experiments.workflow import prepare
 from twotower_utils.results import read_json, write_json_atomic
 from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
@@ -39,30 +43,9 @@ from twotower_utils.training import train
 PROG = "python -m twotower_utils tune"
 DEFAULT_FOLDS = 5
 DEFAULT_FRACTION = 0.1
-CACHE_VERSION = 1
-# Config fields added after the cache format was fixed: left out of a key while at their defaults, so the folds
-# cached before they existed stay valid.
-LATER_FIELDS = (
-    "rating_task",
-    "retrieval_weight",
-    "rating_weight",
-    "rating_layers",
-    "rating_stop_gradient",
-    "rating_l2",
-    "ranking_head",
-    "ranking_layers",
-    "cross_layers",
-    "implicit_feedback",
-    "ranking_l2",
-    "bias_l2",
-    "user_tower",
-    "history_length",
-    "use_user_id",
-    "sequence_blocks",
-    "sequence_dropout",
-    "dataset",
-)
-# Axes of `make tune`, crossed with each other around comparison.BEST_SWITCHES.
+CACHE_VERSION = 2  # 2: keys from RunConfig (a run and one model spec)
+METRIC = "HR@10 filtered"
+# Axes of `make tune`, crossed with each other around the best two-tower (presets.best_two_tower).
 DEFAULT_GRID: dict[str, tuple] = {
     "learning_rate_schedule": ("constant", "cosine"),
     "epochs": (10, 20),
@@ -80,21 +63,19 @@ def validation_folds(
     return [validation_split(train_frame, fraction, seed, fold) for fold in range(folds)]
 
 
-def fold_hit_rate(config: ExperimentConfig, data: MovieLens, fold: Split, k: int = 10) -> float:
+def fold_hit_rate(config: RunConfig, data: MovieLens, fold: Split, k: int = 10) -> float:
     """Train ``config`` on the fold's training part; filtered hit rate @k on its validation part."""
     model = train(config, data, fold, verbose=0, curves=False).model
     return float(filtered_topk_accuracy(model, fold.train, fold.test, [k], config.eval_batch_size)[k])
 
 
-def _fold_key(config: ExperimentConfig, data: MovieLens, fold: Split, k: int | str) -> str:
-    values, defaults = config.to_dict(), ExperimentConfig().to_dict()
-    values = {name: v for name, v in values.items() if name not in LATER_FIELDS or v != defaults[name]}
-    key = [CACHE_VERSION, values, k, data_fingerprint(data, fold)]
+def _fold_key(config: RunConfig, data: MovieLens, fold: Split, k: int | str) -> str:
+    key = [CACHE_VERSION, settings_key(config), k, data_fingerprint(data, fold)]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cross_validate(
-    config: ExperimentConfig,
+    config: RunConfig,
     data: MovieLens,
     folds: Sequence[Split],
     k: int = 10,
@@ -108,7 +89,7 @@ def cross_validate(
 
 
 def cross_validate_measures(
-    config: ExperimentConfig,
+    config: RunConfig,
     data: MovieLens,
     folds: Sequence[Split],
     measure: Callable[[Any, Split], dict[str, float]],
@@ -119,7 +100,7 @@ def cross_validate_measures(
     (model seed ``config.seed + fold``).  ``name`` names the measure in the cache key: change it whenever
     ``measure`` changes what it returns."""
 
-    def compute(fold_config: ExperimentConfig, fold: Split) -> dict[str, float]:
+    def compute(fold_config: RunConfig, fold: Split) -> dict[str, float]:
         return measure(train(fold_config, data, fold, verbose=0, curves=False).model, fold)
 
     return _per_fold(config, data, folds, name, cache_dir, "measures", compute)
@@ -139,7 +120,7 @@ def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, comput
         if cache_dir is not None:
             path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, key)}.json"
             cached = read_json(path, {})
-            if field in cached:
+            if field in cached and _written_by_this_version(cached, path):
                 results.append(cached[field])
                 continue
         value = compute(fold_config, fold)
@@ -147,6 +128,17 @@ def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, comput
             write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "k": key, field: value})
         results.append(value)
     return results
+
+
+def _written_by_this_version(cached: dict, path: Path) -> bool:
+    """Whether a cached fold's config reads as a ``RunConfig``.  A fold cached by an earlier version of twotower
+    (the old flat config) is ignored with one line and computed again (it is a cache, not an error)."""
+    try:
+        RunConfig.from_dict(cached.get("config"), what=f"the cached fold {path.name}")
+    except RetrainError as error:
+        say(f"{error} (computing it again)")
+        return False
+    return True
 
 
 def cross_validate_ease(
@@ -166,7 +158,7 @@ def best_lambda(found: dict[float, list[float]]) -> float:
     return max(found, key=lambda lam: (np.mean(found[lam]), -lam))
 
 
-def grid_configs(base: ExperimentConfig, grid: dict[str, Sequence]) -> list[ExperimentConfig]:
+def grid_configs(base: RunConfig, grid: dict[str, Sequence]) -> list[RunConfig]:
     """Every combination of the grid's values applied to ``base`` (validated by ``replace``)."""
     names = list(grid)
     return [
@@ -175,7 +167,7 @@ def grid_configs(base: ExperimentConfig, grid: dict[str, Sequence]) -> list[Expe
 
 
 def run_grid(
-    base: ExperimentConfig,
+    base: RunConfig,
     data: MovieLens,
     folds: Sequence[Split],
     grid: dict[str, Sequence] | None = None,
@@ -189,20 +181,29 @@ def run_grid(
     for config in progress(grid_configs(base, grid), desc="configs", unit="config"):
         start = time.perf_counter()
         scores = cross_validate(config, data, folds, k, cache_dir)
-        settings = {name: getattr(config, name) for name in grid}
+        settings = {name: setting(config, name) for name in grid}
         rows.append({**settings, "mean": float(np.mean(scores)), "std": float(np.std(scores)), "folds": scores})
         log(f"{settings}: mean {rows[-1]['mean']:.4f} ({time.perf_counter() - start:.0f} s)")
     return pd.DataFrame(rows).sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def setting(config: RunConfig, name: str) -> Any:
+    """A setting of the run or of its model, by name (``"epochs"``, ``"embedding_dim"``)."""
+    return getattr(config.model, name) if name in config.model.field_names() else getattr(config, name)
+
+
 def _parse_grid(items: Sequence[str]) -> dict[str, tuple]:
-    """``["epochs=10,20", "learning_rate_schedule=cosine"]`` -> typed values per config field."""
-    defaults = ExperimentConfig().to_dict()
+    """``["epochs=10,20", "learning_rate_schedule=cosine"]`` -> typed values per field of the run or of the
+    two-tower (``RetrievalSpec``)."""
+    run = {k: v for k, v in RunConfig().to_dict().items() if k not in ("format", "model")}
+    defaults = {**run, **{n: getattr(RetrievalSpec(), n) for n in RetrievalSpec.field_names()}}
     grid = {}
     for item in items:
         name, _, values = item.partition("=")
         if name not in defaults or not values:
-            raise ValueError(f"grid entries look like field=v1,v2 with a config field; got {item!r}")
+            raise ValueError(
+                f"grid entries look like field=v1,v2 with a field of the run or the two-tower; got {item!r}"
+            )
         kind = type(defaults[name])
         if kind not in (int, float, str):
             raise ValueError(f"{name} cannot be tuned from the command line")
@@ -210,25 +211,47 @@ def _parse_grid(items: Sequence[str]) -> dict[str, tuple]:
     return grid
 
 
-def main(argv: list[str] | None = None) -> int:
-    from twotower_utils.config import ConfigError
-    from twotower_utils.data.movielens import DataUnavailableError
-    from twotower_utils.experiments.comparison import BEST_SWITCHES
-    from twotower_utils.experiments.workflow import prepare
+def choose(table: pd.DataFrame, grid: dict[str, Sequence], ease: dict[float, list[float]]) -> dict[str, Any]:
+    """The presets ``run_grid``'s table chooses: the best two-tower's switches with the best row's settings
+    (the best mean over folds; ``run_grid`` sorts it first), and EASE's lambda (``best_lambda``)."""
+    best = table.iloc[0]
+    switches = {**presets.best_switches(), **{name: _plain(best[name]) for name in grid}}
+    return {"switches": switches, "ease_lambda": best_lambda(ease)}
 
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--grid", nargs="*", default=None, help="field=v1,v2 ... (default: DEFAULT_GRID)")
     parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS)
     parser.add_argument("--fraction", type=float, default=DEFAULT_FRACTION)
-    parser.add_argument("--seed", type=int, default=42, help="the report's split seed; fold i trains with seed+i")
+    parser.add_argument(
+        "--seed", type=int, default=RunConfig.seed, help="the report's split seed; fold i trains with seed+i"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("results/tuning"))
+    parser.add_argument(
+        "--presets-dir",
+        type=Path,
+        default=None,
+        help="the presets folder read from and written to (default: the package's)",
+    )
     parser.add_argument("--data-dir", default=None, help="TFDS data folder (default: $TFDS_DATA_DIR)")
     args = parser.parse_args(argv)
+
+    with presets.using(args.presets_dir):
+        return _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``main`` after its arguments, with the presets of ``--presets-dir``."""
     try:
         grid = DEFAULT_GRID if args.grid is None else _parse_grid(args.grid)
-        base = ExperimentConfig(seed=args.seed).replace(**BEST_SWITCHES)
+        base = presets.best_two_tower(seed=args.seed)
         grid_configs(base, grid)  # fail early on a bad value
         data, split = prepare(base, args.data_dir)
         folds = validation_folds(split.train, args.folds, args.fraction)
@@ -240,18 +263,34 @@ def main(argv: list[str] | None = None) -> int:
     ease_lambda = best_lambda(ease)
     print(f"EASE (lambda {ease_lambda:g}): mean {np.mean(ease[ease_lambda]):.4f} over {args.folds} folds")
     table = run_grid(base, data, folds, grid, cache_dir=args.output_dir / "cache")
+    ease_found = {"lambda": ease_lambda, "folds": ease[ease_lambda], "mean": float(np.mean(ease[ease_lambda]))}
     report: dict[str, Any] = {
         "command": sys.argv,
         "folds": args.folds,
         "fraction": args.fraction,
         "base": base.to_dict(),
-        "ease": {"lambda": ease_lambda, "folds": ease[ease_lambda], "mean": float(np.mean(ease[ease_lambda]))},
+        "ease": ease_found,
         "grid": table.to_dict(orient="records"),
         "seconds": time.perf_counter() - start,
     }
     write_json_atomic(args.output_dir / "tuning.json", report)
+    chosen = choose(table, grid, ease)
+    best = table.iloc[0]
+    written = presets.write(
+        "two_tower",
+        chosen,
+        command=presets.command_line(PROG, argv),
+        folds=args.folds,
+        validation={
+            "metric": METRIC,
+            "best": {"mean": float(best["mean"]), "std": float(best["std"]), "folds": list(best["folds"])},
+            "ease": ease_found,
+            "grid": table.to_dict(orient="records"),
+        },
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.drop(columns="folds").to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"chosen: {chosen['switches']}, EASE lambda {chosen['ease_lambda']:g}; wrote {written}")
     print(f"wrote {args.output_dir}/tuning.json in {report['seconds']:.0f} s")
     return 0
 

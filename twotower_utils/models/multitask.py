@@ -21,15 +21,10 @@ the same architecture.  ``rating_stop_gradient`` lets the head read the embeddin
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.data.features import movie_sampling_probability
-from twotower_utils.data.movielens import MovieLens
-from twotower_utils.models.two_tower import TwoTowerModel, build_towers, make_optimizer, retrieval_task
+from twotower_utils.models.two_tower import TwoTowerModel
 
 
 class RatingHead(tf.keras.Model):
@@ -82,19 +77,22 @@ class MultitaskModel(TwoTowerModel):
         user_tower,
         movie_tower,
         task: tfrs.tasks.Retrieval,
-        config: ExperimentConfig,
-        sampling_probability: np.ndarray | None,
         rating_head: RatingHead,
+        *,
+        retrieval_weight: float = 1.0,
+        rating_weight: float = 1.0,
+        stop_gradient: bool = False,
+        **loss_switches,
     ) -> None:
-        super().__init__(user_tower, movie_tower, task, config, sampling_probability)
+        super().__init__(user_tower, movie_tower, task, **loss_switches)
         self.rating_head = rating_head
         self.rating_task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(reduction=tf.keras.losses.Reduction.SUM),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")],
         )
-        self.retrieval_weight = float(config.retrieval_weight)
-        self.rating_weight = float(config.rating_weight)
-        self.stop_gradient = config.rating_stop_gradient
+        self.retrieval_weight = float(retrieval_weight)
+        self.rating_weight = float(rating_weight)
+        self.stop_gradient = stop_gradient
         self.retrieval_tracker = tf.keras.metrics.Mean(name="retrieval_loss")
         self.rating_tracker = tf.keras.metrics.Mean(name="rating_loss")
 
@@ -121,34 +119,3 @@ class MultitaskModel(TwoTowerModel):
         user_ids = tf.cast(user_ids, tf.int64)
         movie_ids = tf.cast(movie_ids, tf.int64)
         return self.rating_head(user_ids, movie_ids, self.user_tower(user_ids), self.movie_tower(movie_ids))
-
-
-def build_multitask_model(
-    config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None
-) -> MultitaskModel:
-    """A compiled multitask model for a config with ``rating_task=True``, seeded from ``config.seed``.
-
-    The towers and the retrieval task are built as ``two_tower.build_model`` builds them (same seed, same
-    initial towers), the rating head after them; ``train_frame`` (default: every rating) gives the logQ
-    probabilities, the cosine schedule's length and the head's starting global mean."""
-    if not config.rating_task:
-        raise ValueError("build_multitask_model needs a config with rating_task=True")
-    frame = data.ratings if train_frame is None else train_frame
-    if "user_rating" not in frame.columns:
-        raise ValueError("the rating task needs a 'user_rating' column in the training frame")
-    tf.keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
-    user_tower, movie_tower = build_towers(config, data)
-    task = retrieval_task(config, data, movie_tower)
-    probability = movie_sampling_probability(data, train_frame) if config.logq_correction else None
-    head = RatingHead(
-        data.num_users,
-        data.num_movies,
-        config.rating_layers,
-        global_mean=float(frame["user_rating"].mean()),
-        l2=config.rating_l2,
-        name="rating_head",
-    )
-    model = MultitaskModel(user_tower, movie_tower, task, config, probability, head)
-    model.compile(optimizer=make_optimizer(config, len(frame)), jit_compile=config.jit_compile)
-    return model

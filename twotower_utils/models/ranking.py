@@ -1,11 +1,11 @@
 """The ranking stage's rating model: a (user, movie) pair in, a predicted 1-5 rating out.
 
-One ``tfrs.Model`` with the switches of ``ExperimentConfig`` (``ranking_head`` and friends), trained with
+One ``tfrs.Model`` with the switches of ``specs.RatingSpec`` (``head`` and friends), trained with
 ``tfrs.tasks.Ranking`` (squared error summed over the batch, RMSE as its metric):
 
     rating = mu + b_user + b_movie + <u, m> [+ deep([u, m, u * m, user features, movie features])]
 
-* ``ranking_head="mf"``: biases and the dot product alone, i.e. biased matrix factorisation trained by
+* ``head="mf"``: biases and the dot product alone, i.e. biased matrix factorisation trained by
   gradient descent (``models.rating_baselines.BiasedMF`` is the same model fitted by ALS);
 * ``"mlp"``: plus an MLP over the two embeddings, their element-wise product and the side features
   (``data.features``: age, gender, occupation, zip; genres, decade) when ``user_features`` /
@@ -26,11 +26,8 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.data.features import movie_feature_table, user_feature_table
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.models.towers import Tower
-from twotower_utils.models.two_tower import make_optimizer
 
 
 def implicit_matrix(frame: pd.DataFrame, num_users: int, num_movies: int) -> np.ndarray:
@@ -45,41 +42,53 @@ def implicit_matrix(frame: pd.DataFrame, num_users: int, num_movies: int) -> np.
 class RatingModel(tfrs.Model):
     """``mu + b_u + b_m + <u, m> [+ deep part]``; see the module docstring for the switches."""
 
-    def __init__(self, config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame) -> None:
+    def __init__(
+        self,
+        data: MovieLens,
+        train_frame: pd.DataFrame,
+        *,
+        head: str = "mf",
+        embedding_dim: int = 32,
+        l2: float = 0.0,
+        bias_l2: float = 0.0,
+        implicit_feedback: bool = False,
+        user_side: np.ndarray | None = None,
+        movie_side: np.ndarray | None = None,
+        layers: tuple[int, ...] = (64,),
+        cross_layers: int = 1,
+        layers_l2: float = 0.0,
+    ) -> None:
         super().__init__()
-        if config.ranking_head == "none":
-            raise ValueError("RatingModel needs a config with ranking_head 'mf', 'mlp' or 'dcn'")
-        dim, l2 = config.embedding_dim, config.l2_regularization
+        if head not in ("mf", "mlp", "dcn"):
+            raise ValueError(f"RatingModel's head is 'mf', 'mlp' or 'dcn', got {head!r}")
+        dim = embedding_dim
         self.user_tower = Tower(data.user_vocabulary, dim, l2=l2, name="user_tower")
         self.movie_tower = Tower(data.movie_vocabulary, dim, l2=l2, name="movie_tower")
-        self.bias_l2 = float(config.bias_l2)
+        self.bias_l2 = float(bias_l2)
         zeros = {"embeddings_initializer": "zeros"}
         self.user_bias = tf.keras.layers.Embedding(data.num_users + 1, 1, name="user_bias", **zeros)
         self.movie_bias = tf.keras.layers.Embedding(data.num_movies + 1, 1, name="movie_bias", **zeros)
         self.global_bias = tf.Variable(float(train_frame["user_rating"].mean()), dtype=tf.float32, name="global_bias")
         self.implicit = None
-        if config.implicit_feedback:
+        if implicit_feedback:
             self.implicit = tf.constant(implicit_matrix(train_frame, data.num_users, data.num_movies))
             self.implicit_vectors = self.add_weight(
                 name="implicit",
                 shape=(data.num_movies + 1, dim),
                 initializer=tf.keras.initializers.RandomNormal(stddev=0.01),
             )
-        self.user_side = self.movie_side = None
-        if config.user_features:
-            self.user_side = tf.constant(user_feature_table(data, config.user_features))
-        if config.movie_features:
-            self.movie_side = tf.constant(movie_feature_table(data, config.movie_features))
-        regularizer = tf.keras.regularizers.L2(config.ranking_l2) if config.ranking_l2 else None
+        self.user_side = None if user_side is None else tf.constant(user_side)
+        self.movie_side = None if movie_side is None else tf.constant(movie_side)
+        regularizer = tf.keras.regularizers.L2(layers_l2) if layers_l2 else None
         self.cross = [
             tfrs.layers.dcn.Cross(kernel_regularizer=regularizer, name=f"cross_{i}")
-            for i in range(config.cross_layers if config.ranking_head == "dcn" else 0)
+            for i in range(cross_layers if head == "dcn" else 0)
         ]
         self.deep = []
-        if config.ranking_head in ("mlp", "dcn"):
+        if head in ("mlp", "dcn"):
             self.deep = [
                 tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=regularizer, name=f"hidden_{i}")
-                for i, n in enumerate(config.ranking_layers)
+                for i, n in enumerate(layers)
             ]
             self.deep.append(tf.keras.layers.Dense(1, kernel_regularizer=regularizer, name="deep_output"))
         self.task = tfrs.tasks.Ranking(
@@ -129,22 +138,6 @@ class RatingModel(tfrs.Model):
     def predict_ratings(self, user_ids, movie_ids) -> tf.Tensor:
         """Predicted ratings of (user id, movie id) pairs (integer ids, as the frames' ``user_idx``/``movie_idx``)."""
         return self({"user_id": tf.constant(user_ids, tf.int64), "movie_title": tf.constant(movie_ids, tf.int64)})
-
-
-def build_rating_model(
-    config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None
-) -> RatingModel:
-    """A compiled rating model for a config with a ``ranking_head``, seeded from ``config.seed``;
-    ``train_frame`` (default: every rating) gives ``mu``, the implicit-feedback matrix and the schedule's length."""
-    frame = data.ratings if train_frame is None else train_frame
-    if "user_rating" not in frame.columns:
-        raise ValueError("the rating model needs a 'user_rating' column in the training frame")
-    tf.keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
-    model = RatingModel(config, data, frame)
-    model({"user_id": tf.constant([0], tf.int64), "movie_title": tf.constant([0], tf.int64)})  # build the weights
-    model.compile(optimizer=make_optimizer(config, len(frame)), jit_compile=config.jit_compile)
-    return model
 
 
 class RatingBlend:

@@ -1,14 +1,16 @@
 """The two-tower retrieval model: score(user, movie) = <user tower(user), movie tower(movie)>.
 
-One model class with the switches of ``ExperimentConfig`` (all off by default, which is the seed
-report's recipe: bare 32-d embedding tables, ``tfrs.tasks.Retrieval``'s in-batch softmax, Adagrad 0.1):
+One model class with the switches of ``specs.RetrievalSpec`` (all off by default, which is the seed
+report's recipe: bare 32-d embedding tables, ``tfrs.tasks.Retrieval``'s in-batch softmax):
 
 * in the towers (``models.towers.Tower``): side features, hidden layers, L2-normalised outputs, an L2
   penalty on the looked-up embedding rows;
 * in the loss (``TwoTowerModel.compute_loss``): logQ correction (``logq_correction``), removal of
   accidental hits, a temperature, and catalogue negatives (a full softmax over every movie instead of
-  the batch's other movies);
-* in the optimisation (``make_optimizer``): Adagrad/Adam/SGD, constant or cosine learning rate.
+  the batch's other movies).
+
+The spec builds the towers and the model (``RetrievalSpec.build``); the run compiles it with its optimiser
+(``training.build_for``).
 
 Training steps use ``models.losses.retrieval_loss`` (the same loss as ``tfrs.tasks.Retrieval`` on the
 batch's distinct ids, much faster); the TFRS task with its ``FactorizedTopK`` metric stays attached for
@@ -17,26 +19,22 @@ batch's distinct ids, much faster); the TFRS task with its ``FactorizedTopK`` me
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from twotower_utils.config import ExperimentConfig
-from twotower_utils.data.features import movie_feature_table, movie_sampling_probability, user_feature_table
 from twotower_utils.data.history import latest_histories
-from twotower_utils.data.movielens import MovieLens
 from twotower_utils.models.losses import gather_global_ids, in_synchronous_replicas, retrieval_loss
 from twotower_utils.models.towers import SequenceTower, Tower
 
 
 class TwoTowerModel(tfrs.Model):
-    """Two towers and a retrieval task; ``compute_loss`` applies the config's loss switches.
+    """Two towers and a retrieval task; ``compute_loss`` applies the loss switches.
 
     ``sampling_probability`` (``[num_movies + 1]``, from ``data.features.movie_sampling_probability``)
-    is only read when ``config.logq_correction`` is on.
+    is only read when ``logq_correction`` is on; ``catalogue_negatives`` scores every movie of the catalogue
+    instead of the batch's; ``metrics_in_training`` updates the task's ``FactorizedTopK`` in every step.
     """
 
     def __init__(
@@ -44,23 +42,39 @@ class TwoTowerModel(tfrs.Model):
         user_tower: Tower | SequenceTower,
         movie_tower: Tower,
         task: tfrs.tasks.Retrieval,
-        config: ExperimentConfig,
+        *,
+        logq_correction: float = 0.0,
         sampling_probability: np.ndarray | None = None,
+        remove_accidental_hits: bool = False,
+        temperature: float = 1.0,
+        catalogue_negatives: bool = False,
+        metrics_in_training: bool = False,
     ) -> None:
         super().__init__()
         self.user_tower = user_tower
         self.movie_tower = movie_tower
         self.task = task
-        self.metrics_in_training = config.metrics_in_training
-        self.logq_correction = float(config.logq_correction)
+        self.metrics_in_training = metrics_in_training
+        self.logq_correction = float(logq_correction)
         if self.logq_correction and sampling_probability is None:
             raise ValueError("logq_correction needs the movies' sampling probabilities")
         self.probability = None if sampling_probability is None else tf.constant(sampling_probability, tf.float32)
-        self.remove_accidental_hits = config.remove_accidental_hits
-        self.catalogue_negatives = config.negatives == "catalogue"
-        self.temperature = float(config.temperature)
+        self.remove_accidental_hits = remove_accidental_hits
+        self.catalogue_negatives = catalogue_negatives
+        self.temperature = float(temperature)
         self.num_movies = int(movie_tower.lookup.vocabulary_size()) - 1
         self.sequence = isinstance(user_tower, SequenceTower)
+
+    def query_table(self, history_frame: pd.DataFrame | None = None) -> tf.Tensor:
+        """Every user id's query vector, row ``i`` for id ``i``: the id tower's table, or a sequence tower's
+        reading of each user's last ``history_length`` ratings in ``history_frame`` (the training frame)."""
+        if not self.sequence:
+            return self.user_tower.embed_all()
+        if history_frame is None:
+            raise ValueError("a sequence user tower needs the frame whose ratings are the users' histories")
+        users = np.arange(self.user_tower.num_users + 1)
+        histories = latest_histories(history_frame, users, self.user_tower.length)
+        return tf.constant(self.user_tower.embed(histories, users))
 
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_ids, movie_ids, user_embeddings, movie_embeddings = self.embed_batch(features, training)
@@ -92,7 +106,7 @@ class TwoTowerModel(tfrs.Model):
         movie_ids: tf.Tensor,
         training: bool = False,
     ) -> tf.Tensor:
-        """The retrieval loss of a batch's embeddings (summed over the batch) with the config's loss switches;
+        """The retrieval loss of a batch's embeddings (summed over the batch) with the loss switches;
         outside training (or with ``metrics_in_training``) through the TFRS task, updating its metrics."""
         compute_metrics = self.metrics_in_training or not training
         if self.catalogue_negatives:
@@ -127,7 +141,7 @@ class TwoTowerModel(tfrs.Model):
         return tf.pow(tf.gather(self.probability, movie_ids), self.logq_correction)
 
     def _in_batch_loss(self, user_embeddings, movie_embeddings, user_ids, movie_ids, positive_columns=None):
-        """``retrieval_loss`` on the batch's distinct ids with the config's switches."""
+        """``retrieval_loss`` on the batch's distinct ids with the loss switches."""
         probability = self._sampling_probability(movie_ids)
         return retrieval_loss(
             user_embeddings,
@@ -156,105 +170,12 @@ class TwoTowerModel(tfrs.Model):
             metric.update_state(user_embeddings, movie_embeddings)
 
 
-def build_towers(config: ExperimentConfig, data: MovieLens) -> tuple[Tower | SequenceTower, Tower]:
-    """The user tower (user id, or with ``config.user_tower`` a ``SequenceTower`` over the user's history that
-    shares the movie tower's embedding table) and the movie tower (movie title), with the config's switches."""
-    common = {
-        "layers": config.tower_layers,
-        "normalize": config.normalize_embeddings,
-        "l2": config.l2_regularization,
-    }
-    user_side = user_feature_table(data, config.user_features) if config.user_features else None
-    movie_side = movie_feature_table(data, config.movie_features) if config.movie_features else None
-    # the report's order: the id tower's weights are drawn first (the same seed gives the same model as before)
-    if config.user_tower == "id":
-        user_tower = Tower(data.user_vocabulary, config.embedding_dim, user_side, name="user_tower", **common)
-        movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
-        for tower in (user_tower, movie_tower):
-            tower(tf.constant([0], dtype=tf.int64))  # build the weights so parameters can be counted
-        return user_tower, movie_tower
-    movie_tower = Tower(data.movie_vocabulary, config.embedding_dim, movie_side, name="movie_tower", **common)
-    movie_tower(tf.constant([0], dtype=tf.int64))
-    user_tower = SequenceTower(
-        config.user_tower,
-        movie_tower.embedding,  # the history's movies share the movie tower's table
-        config.embedding_dim,
-        config.history_length,
-        num_users=data.num_users,
-        use_user_id=config.use_user_id,
-        blocks=config.sequence_blocks,
-        dropout=config.sequence_dropout,
-        normalize=config.normalize_embeddings,
-        name="user_tower",
-    )
-    user_tower({"user_id": tf.constant([0], tf.int64), "history": tf.zeros((1, config.history_length), tf.int64)})
-    return user_tower, movie_tower
-
-
-def build_model(config: ExperimentConfig, data: MovieLens, train_frame: pd.DataFrame | None = None) -> TwoTowerModel:
-    """A compiled two-tower model, seeded from ``config.seed``; ``FactorizedTopK`` over every movie title
-    is its task's metric.  ``train_frame`` (default: every rating) gives the logQ sampling probabilities
-    and the length of a cosine schedule."""
-    tf.keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()  # same seed, same numbers (and no slower here)
-    user_tower, movie_tower = build_towers(config, data)
-    task = retrieval_task(config, data, movie_tower)
-    probability = movie_sampling_probability(data, train_frame) if config.logq_correction else None
-    model = TwoTowerModel(user_tower, movie_tower, task, config, probability)
-    num_examples = len(data.ratings if train_frame is None else train_frame)  # the cosine schedule's length
-    model.compile(optimizer=make_optimizer(config, num_examples), jit_compile=config.jit_compile)
-    return model
-
-
-def retrieval_task(config: ExperimentConfig, data: MovieLens, movie_tower: Tower) -> tfrs.tasks.Retrieval:
-    """``tfrs.tasks.Retrieval`` with ``FactorizedTopK`` over every movie title as its metric."""
-    candidates = tf.data.Dataset.from_tensor_slices(data.movie_vocabulary).batch(128).map(movie_tower)
-    return tfrs.tasks.Retrieval(
-        metrics=tfrs.metrics.FactorizedTopK(candidates=candidates, ks=config.ks),
-        temperature=None if config.temperature == 1.0 else config.temperature,
-        remove_accidental_hits=config.remove_accidental_hits,
-    )
-
-
-def make_optimizer(config: ExperimentConfig, num_examples: int | None = None) -> tf.keras.optimizers.Optimizer:
-    """The config's optimizer, its learning rate from ``learning_rate_for``."""
-    optimizers = {
-        "adagrad": tf.keras.optimizers.Adagrad,
-        "adam": tf.keras.optimizers.Adam,
-        "sgd": tf.keras.optimizers.SGD,
-    }
-    return optimizers[config.optimizer](learning_rate=learning_rate_for(config, num_examples))
-
-
-def learning_rate_for(config: ExperimentConfig, num_examples: int | None = None):
-    """``learning_rate``, or with ``learning_rate_schedule="cosine"`` a schedule that decays it to 0
-    along a half cosine over the fit's ``epochs x ceil(num_examples / batch_size)`` steps."""
-    if config.learning_rate_schedule == "constant":
-        return config.learning_rate
-    if not num_examples or num_examples < 1:
-        raise ValueError("a cosine learning-rate schedule needs the number of training examples")
-    steps = config.epochs * math.ceil(num_examples / config.batch_size)
-    return tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
-
-
 def parameter_counts(model: TwoTowerModel) -> dict[str, int]:
     """Trainable parameters of each tower (the report: 30,208 and 53,280 at dimension 32)."""
     return {
         "user_tower": int(model.user_tower.count_params()),
         "movie_tower": int(model.movie_tower.count_params()),
     }
-
-
-def user_table(model: TwoTowerModel, history_frame: pd.DataFrame | None = None) -> tf.Tensor:
-    """Every user id's query vector, row ``i`` for id ``i``: the id tower's table, or a sequence tower's
-    reading of each user's last ``history_length`` ratings in ``history_frame`` (the training frame)."""
-    if not isinstance(model.user_tower, SequenceTower):
-        return model.user_tower.embed_all()
-    if history_frame is None:
-        raise ValueError("a sequence user tower needs the frame whose ratings are the users' histories")
-    users = np.arange(model.user_tower.num_users + 1)
-    histories = latest_histories(history_frame, users, model.user_tower.length)
-    return tf.constant(model.user_tower.embed(histories, users))
 
 
 def in_batch_scores(model: TwoTowerModel, user_ids: tf.Tensor, movie_ids: tf.Tensor) -> tf.Tensor:

@@ -3,6 +3,8 @@
 - ``-p name=value`` is checked against every notebook's ``parameters`` cell before anything runs:
   a name no notebook has, or a value of the wrong type for the default, stops with one message;
   a name only some notebooks have goes to those.
+- ``--parameters-table`` prints, as Markdown, which notebooks read which parameter and its defaults (README's
+  "Changing parameters" table), from the notebooks' ``parameters`` cells.
 - Progress: one line per notebook with elapsed time; on a terminal also a per-cell bar.
 - Kernels talk to the runner over IPC sockets (no "running over TCP without encryption").
 - Ctrl-C or SIGTERM stops the run: the running kernel is killed, papermill returns as from any dead
@@ -56,6 +58,28 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             defaults[name] = _NO_DEFAULT
     return defaults
+
+
+def parameters_table(notebooks: list[Path]) -> str:
+    """A Markdown table of every ``-p`` parameter of ``notebooks`` (not those the runner sets): the notebooks whose
+    ``parameters`` cell has it, with its default there (notebooks that share a default share a line), and the
+    cell's comment on it.  Rows in the order the notebooks first declare them."""
+    import papermill
+
+    rows: dict[str, dict[str, Any]] = {}
+    for notebook in notebooks:
+        number = notebook.name[:2]
+        for name, found in papermill.inspect_notebook(str(notebook)).items():
+            if name in SET_BY_RUNNER:
+                continue
+            row = rows.setdefault(name, {"defaults": {}, "help": ""})
+            row["defaults"].setdefault(found["default"], []).append(number)
+            row["help"] = row["help"] or (found.get("help") or "").strip()
+    lines = ["| parameter | notebooks: default | what it sets |", "|---|---|---|"]
+    for name, row in rows.items():
+        defaults = "; ".join(f"{', '.join(numbers)}: `{default}`" for default, numbers in row["defaults"].items())
+        lines.append(f"| `{name}` | {defaults} | {row['help'].replace('|', '/')} |")
+    return "\n".join(lines)
 
 
 def _coerce(name: str, value: Any, default: Any, notebook: str) -> Any:
@@ -256,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-p", "--parameter", action="append", default=[], help="name=value for every notebook whose parameters have it"
     )
+    parser.add_argument(
+        "--parameters-table",
+        action="store_true",
+        help="print which notebooks read which parameters (Markdown), run nothing",
+    )
     args = parser.parse_args(argv)
     parameters = parse_parameters(args.parameter)
     notebooks = numbered_notebooks(args.notebooks)
@@ -264,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"no numbered notebooks found in {args.notebooks}", file=sys.stderr)
         return 1
+    if args.parameters_table:
+        print(parameters_table(notebooks))
+        return 0
     try:
         plan = plan_parameters(parameters, notebooks)
     except ParameterError as error:

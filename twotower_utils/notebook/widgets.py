@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from twotower_utils.config import ConfigError, ExperimentConfig
+from twotower_utils.config import ConfigError, RunConfig
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import Split
 from twotower_utils.evaluation.counting import metric_name
@@ -47,7 +47,7 @@ class _EpochHook(tf.keras.callbacks.Callback):
 
 
 def train_and_summarise(
-    config: ExperimentConfig, data: MovieLens, split: Split, on_epoch: Callable[[int, dict], None] | None = None
+    config: RunConfig, data: MovieLens, split: Split, on_epoch: Callable[[int, dict], None] | None = None
 ) -> tuple[dict[str, Any], TwoTowerModel]:
     """One try of the panel: train ``config`` with the fast path; return the sweep's record for it and the model.
 
@@ -180,7 +180,7 @@ class DimensionPanel:
         self,
         data: MovieLens,
         split: Split,
-        base_config: ExperimentConfig,
+        base_config: RunConfig,
         dims: Sequence[int] = DEFAULT_DIMS,
         interactive: bool = True,
         max_epochs: int = 30,
@@ -192,9 +192,9 @@ class DimensionPanel:
         self.records: list[dict[str, Any]] = []
         self.model: TwoTowerModel | None = None  # the latest try's model
         self.redraws = 0
-        options = sorted({int(d) for d in dims} | {base_config.embedding_dim})
+        options = sorted({int(d) for d in dims} | {base_config.model.embedding_dim})
         self.dimension = widgets.SelectionSlider(
-            options=options, value=base_config.embedding_dim, description="dimension", continuous_update=False
+            options=options, value=base_config.model.embedding_dim, description="dimension", continuous_update=False
         )
         self.epochs = widgets.IntSlider(
             value=base_config.epochs,
@@ -231,7 +231,7 @@ class DimensionPanel:
             ]
         )
 
-    def config(self) -> ExperimentConfig:
+    def config(self) -> RunConfig:
         return self.base_config.replace(
             embedding_dim=int(self.dimension.value),
             epochs=int(self.epochs.value),
@@ -249,8 +249,8 @@ class DimensionPanel:
         except ConfigError as error:
             self.status.value = f"<b>{error}</b>"
             return None
-        params = parameter_count(self.data, config.embedding_dim)
-        label = f"dim {config.embedding_dim} · {config.epochs} epochs · lr {config.learning_rate:.3g} · {params:,} parameters"
+        params = parameter_count(self.data, config.model.embedding_dim)
+        label = f"dim {config.model.embedding_dim} · {config.epochs} epochs · lr {config.learning_rate:.3g} · {params:,} parameters"
         rows: list[dict] = []
 
         def on_epoch(epoch: int, logs: dict) -> None:

@@ -9,7 +9,8 @@ What the export holds (no Keras, no TFRS: a plain ``tf.Module``):
   that holds ``FactorizedTopK`` cannot be saved at all (TFRS #589);
 * two string lookups (user id → row, movie title → row);
 * each user's training movies, as a ragged table (row offsets + movie rows), removed at query time
-  (TFRS #629 has no answer for this);
+  (TFRS #629 has no answer for this); for a catalogue small enough (``DENSE_SEEN_BYTES``) also as a
+  ``[users + 1, movies + 1]`` bool table, which is what the query reads then (far cheaper than scattering);
 * the movies' training counts, the fallback list for a user the model has never seen (TFRS #616);
 * an index over the movie vectors: ``"exact"`` (matrix product + top-k) or ``"scann"`` (ScaNN's TensorFlow
   ops; loading needs ``import scann`` first, TFRS #182).
@@ -26,7 +27,8 @@ Signatures (``k`` is an input, never frozen as in a saved ``BruteForce``/``ScaNN
 
 ``k`` below 1 is an error (``InvalidArgumentError: k must be at least 1``); ``k`` above what a row can
 hold is clamped (to the catalogue, one less for ``similar_movies``); when the left-out movies leave
-fewer than ``k``, the missing slots have an empty title and score 0.
+fewer than ``k``, the missing slots have an empty title and score 0.  An empty batch gets an empty answer
+(``[0, k]``) from both index kinds.
 
 Layout (what TF Serving expects): ``<export_dir>/<version>/saved_model.pb`` + ``variables/``, and
 ``assets.extra/twotower.json`` with what the command line needs (index kind, catalogue size, id format).
@@ -51,16 +53,21 @@ from twotower_utils.data.movielens import MovieLens
 from twotower_utils.evaluation.baselines import popularity_scores
 from twotower_utils.runtime import tensorflow_warnings_only
 from twotower_utils.serving.index import ScannOptions, build_scann, default_scann_options
+from twotower_utils.serving.loaded import (  # noqa: F401  (loading lives in serving.loaded; these names stay here)
+    HOW_TO_EXPORT,
+    METADATA_PATH,
+    SIGNATURES,
+    ExportError,
+    LoadedModel,
+    load_export,
+    read_metadata,
+    resolve_export,
+    result_rows,
+)
+from twotower_utils.serving.recommend import recommend
 
 INDEX_KINDS = ("exact", "scann")
-METADATA_PATH = Path("assets.extra") / "twotower.json"
 FORMAT_VERSION = 1
-SIGNATURES = ("serving_default", "recommend_including_seen", "similar_movies")
-HOW_TO_EXPORT = "make one with `make export` (or `python -m twotower_utils export --export-dir DIR`)"
-
-
-class ExportError(Exception):
-    """The export directory is missing, holds no exported model, or the model cannot be loaded."""
 
 
 @dataclass
@@ -110,6 +117,11 @@ def id_pattern(ids: np.ndarray) -> str:
     return r"\S(.*\S)?"
 
 
+# The users' training movies are also held as a [users + 1, movies + 1] bool table when it is at most this
+# big (1.6 MB for MovieLens 100K): a row gathered per user is far cheaper at query time than scattering the
+# ragged lists into the scores (the ragged table stays: ScaNN's widening reads its lengths).
+DENSE_SEEN_BYTES = 64 * 2**20
+
 _STRINGS = tf.TensorSpec([None], tf.string)
 _K = tf.TensorSpec([], tf.int32)
 
@@ -133,6 +145,9 @@ class Recommender(tf.Module):
         self.seen_movies = tf.Variable(tables.seen_movies, trainable=False, name="seen_movies")
         self.popular_movies = tf.Variable(tables.popular_movies, trainable=False, name="popular_movies")
         self.movie_counts = tf.Variable(tables.movie_counts, trainable=False, name="movie_counts")
+        self.dense_seen = (len(tables.user_ids) + 1) * (tables.num_movies + 1) <= DENSE_SEEN_BYTES
+        if self.dense_seen:
+            self.seen_mask = tf.Variable(_seen_mask(tables), trainable=False, name="seen_mask")
         self.user_lookup = _lookup(tables.user_ids)
         self.title_lookup = _lookup(tables.movie_titles)
         if index == "scann":
@@ -159,8 +174,11 @@ class Recommender(tf.Module):
         if exclude_seen:
             starts = tf.gather(self.seen_offsets, users)
             counts = tf.gather(self.seen_offsets, users + 1) - starts
-            rows = tf.ragged.range(starts, starts + counts)
-            seen = tf.RaggedTensor.from_row_lengths(tf.gather(self.seen_movies, rows.flat_values), counts)
+            if self.dense_seen:
+                seen = tf.gather(self.seen_mask, users)
+            else:
+                rows = tf.ragged.range(starts, starts + counts)
+                seen = tf.RaggedTensor.from_row_lengths(tf.gather(self.seen_movies, rows.flat_values), counts)
         else:
             counts, seen = tf.zeros_like(users), None
         queries = tf.gather(self.user_embeddings, users)
@@ -199,9 +217,14 @@ class Recommender(tf.Module):
         return scores + column
 
     def _exact(self, queries, table, exclude, k):
-        scores = self._masked(tf.matmul(queries, table, transpose_b=True))
-        if exclude is not None:
+        """``exclude``: ragged movie rows per query, or a dense ``[B, M + 1]`` bool table (column 0 set)."""
+        scores = tf.matmul(queries, table, transpose_b=True)
+        if exclude is None or isinstance(exclude, tf.RaggedTensor):
+            scores = self._masked(scores)
+        if isinstance(exclude, tf.RaggedTensor):
             scores = _remove(scores, exclude)
+        elif exclude is not None:
+            scores = tf.where(exclude, -np.inf, scores)
         values, rows = tf.math.top_k(scores, k=k)
         return values, tf.cast(rows, tf.int64)
 
@@ -216,16 +239,24 @@ class Recommender(tf.Module):
         leaves = tf.clip_by_value(tf.maximum(leaves, options.leaves_to_search), 1, options.num_leaves)
         wanted = tf.cast(wanted, tf.int32)
         searcher = index.searcher()
+        # ScaNN fails on an empty batch (which a TF Serving batcher can send): search one zero vector, keep none
+        batch = tf.shape(queries)[0]
+        queries = tf.cond(
+            tf.equal(batch, 0), lambda: tf.zeros([1, tf.shape(queries)[1]], queries.dtype), lambda: queries
+        )
         found, scores = searcher.search_batched(
             queries,
             final_num_neighbors=wanted,
             pre_reorder_num_neighbors=tf.maximum(wanted, options.reorder),
             leaves_to_search=leaves,
         )
+        found, scores = found[:batch], scores[:batch]
         rows = tf.cast(found, tf.int64) + 1  # ScaNN's -1 (no neighbour) becomes 0, the masked row
         valid = tf.greater(rows, 0)
-        if exclude is not None:
+        if isinstance(exclude, tf.RaggedTensor):
             valid = valid & ~_contains(rows, exclude)
+        elif exclude is not None:
+            valid = valid & ~tf.gather(exclude, rows, batch_dims=1)
         scores = tf.where(valid, scores, -np.inf)
         width = tf.shape(scores)[1]
         scores = tf.pad(scores, [[0, 0], [0, tf.maximum(k - width, 0)]], constant_values=-np.inf)
@@ -268,6 +299,15 @@ class _ScannIndex(tf.Module):
         from scann.scann_ops.py import scann_ops
 
         return scann_ops.ScannSearcher(self.handle())
+
+
+def _seen_mask(tables: ServingTables) -> np.ndarray:
+    """``[users + 1, movies + 1]``: True at each user's training movies and at column 0 (no movie)."""
+    users = len(tables.seen_offsets) - 1
+    mask = np.zeros((users, tables.num_movies + 1), dtype=bool)
+    mask[np.repeat(np.arange(users), np.diff(tables.seen_offsets)), tables.seen_movies] = True
+    mask[:, 0] = True
+    return mask
 
 
 def _lookup(keys: np.ndarray) -> tf.lookup.StaticHashTable:
@@ -315,7 +355,7 @@ def export_model(
     """Write ``model`` as ``<export_dir>/<version>/`` (next free version by default) and return that folder.
 
     ``train`` holds the interactions left out at query time and counted for the cold-start list; ``config``
-    (an ``ExperimentConfig``) is recorded in the metadata.  The version folder appears whole or not at all."""
+    (a ``config.RunConfig``) is recorded in the metadata.  The version folder appears whole or not at all."""
     tables = serving_tables(model, data, train)
     base = Path(export_dir)
     version = next_version(base) if version is None else int(version)
@@ -368,97 +408,6 @@ def next_version(export_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def resolve_export(path: str | os.PathLike) -> Path:
-    """The version folder to load: ``path`` itself if it holds ``saved_model.pb``, otherwise its highest
-    numbered version (as TF Serving picks).  ``ExportError`` says what is missing and how to make one."""
-    path = Path(path)
-    if not path.exists():
-        raise ExportError(f"model directory '{path}' does not exist; {HOW_TO_EXPORT}")
-    if not path.is_dir():
-        raise ExportError(f"'{path}' is a file, not a model directory; {HOW_TO_EXPORT}")
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = sorted((p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()), key=_num)
-    if not versions:
-        raise ExportError(
-            f"'{path}' holds no exported model (no saved_model.pb in it or in a numbered version folder); "
-            f"{HOW_TO_EXPORT}"
-        )
-    return versions[-1]
-
-
-def _num(path: Path) -> int:
-    return int(path.name)
-
-
-def read_metadata(version_dir: Path) -> dict:
-    """What ``export_model`` recorded next to the SavedModel (``{}`` for a SavedModel made elsewhere)."""
-    path = Path(version_dir) / METADATA_PATH
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ExportError(f"cannot read {path}: {error}") from None
-
-
-@dataclass
-class LoadedModel:
-    """A loaded export: the SavedModel object, its folder and metadata."""
-
-    model: object
-    path: Path
-    metadata: dict
-
-    @property
-    def num_movies(self) -> int:
-        return int(self.metadata.get("num_movies") or (int(self.model.titles.shape[0]) - 1))
-
-    def titles(self) -> list[str]:
-        return [t.decode() for t in self.model.titles.numpy()[1:]]
-
-    def recommend(self, user_ids, k: int = 10, include_seen: bool = False) -> dict[str, np.ndarray]:
-        name = "recommend_including_seen" if include_seen else "serving_default"
-        out = self.model.signatures[name](user_id=tf.constant(list(user_ids), tf.string), k=tf.constant(k, tf.int32))
-        return {key: value.numpy() for key, value in out.items()}
-
-    def similar(self, titles, k: int = 10) -> dict[str, np.ndarray]:
-        out = self.model.signatures["similar_movies"](title=tf.constant(list(titles), tf.string), k=tf.constant(k))
-        return {key: value.numpy() for key, value in out.items()}
-
-
-def result_rows(ids, titles, scores, key: str = "user_id") -> list[dict]:
-    """One row per (id, rank, title, score) of a signature's output, empty slots left out."""
-    return [
-        {key: str(name), "rank": rank, "movie_title": title.decode(), "score": float(score)}
-        for name, row_titles, row_scores in zip(ids, titles, scores, strict=True)
-        for rank, (title, score) in enumerate(zip(row_titles, row_scores, strict=True), 1)
-        if title
-    ]
-
-
-def load_export(path: str | os.PathLike) -> LoadedModel:
-    """Load an export (a version folder or the folder of versions); ``ExportError`` if it cannot be."""
-    version_dir = resolve_export(path)
-    metadata = read_metadata(version_dir)
-    if metadata.get("index") == "scann":
-        try:
-            import scann  # noqa: F401  (registers the Scann ops the SavedModel uses)
-        except ImportError:
-            raise ExportError(
-                f"'{version_dir}' uses a ScaNN index and ScaNN is not installed: pip install 'scann==1.4.2'"
-            ) from None
-    try:
-        model = tf.saved_model.load(str(version_dir))
-    except Exception as error:  # a damaged or foreign SavedModel: one line, not TensorFlow's stack
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"could not load the model in '{version_dir}': {first}") from None
-    missing = [s for s in SIGNATURES if s not in model.signatures]
-    if missing:
-        raise ExportError(f"'{version_dir}' is a SavedModel but not a twotower export (no {', '.join(missing)})")
-    return LoadedModel(model, version_dir, metadata)
-
-
 RELOAD_SCRIPT = Path(__file__).with_name("reload_check.py")
 
 
@@ -496,8 +445,6 @@ def reload_check(
     largest score difference; for the unknown ones whether they got the most-popular list with the flag
     set; for ``titles`` the same comparison against an exact cosine search; and the modules the process
     imported."""
-    from twotower_utils.serving.recommend import recommend
-
     answer = query_in_fresh_process(path, user_ids, titles, k)
     vocabulary = set(data.user_vocabulary.tolist())
     known = [u for u in user_ids if u in vocabulary]

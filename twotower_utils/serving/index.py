@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from twotower_utils.runtime import SCANN_INFO, filtered_stderr
+from twotower_utils.runtime import SCANN_INFO, filtered_stderr, resident_bytes
 
 
 @dataclass(frozen=True)
@@ -246,8 +246,6 @@ def pick_setting(rows: Sequence[dict], min_recall: float, key: str = "p50_ms") -
 
 def resident_mb() -> float:
     """This process's resident memory now, in MB (``runtime.resident_bytes``; 0 where /proc is missing)."""
-    from twotower_utils.runtime import resident_bytes
-
     return resident_bytes() / 2**20
 
 
