@@ -36,7 +36,7 @@ export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
-        multitask-tune ranking-tune sequence-tune bench-scale headline docs book clean
+        multitask-tune ranking-tune sequence-tune bench-scale rating-study headline docs book clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -148,6 +148,10 @@ ranking-tune: setup ## notebook 07's validation choices (RK_FOLDS=)
 SEQ_EPOCHS ?= 5
 sequence-tune: setup ## notebook 10's validation choices (SEQ_EPOCHS=)
 	$(BIN)/python -m twotower_utils sequence --epochs $(SEQ_EPOCHS) --output-dir $(OUTPUT_DIR)/sequence
+
+rating-study: setup ## stronger rating models (Bayesian MF, I-AutoRec, GLocal-K, a blend) on u1 and the seed split, 3 seeds
+	$(BIN)/python benchmarks/study_rating_models.py --splits u1 --output $(OUTPUT_DIR)/studies/rating_models_u1.json
+	$(BIN)/python benchmarks/study_rating_models.py --splits random --output $(OUTPUT_DIR)/studies/rating_models_random.json
 
 headline: setup ## the README's headline table (four models, 3 model seeds) into results/headline.json; make docs shows it
 	$(BIN)/python -m twotower_utils headline --output-dir $(OUTPUT_DIR)

@@ -67,6 +67,16 @@ STUDIES = (
     Source("ranking/ranking_tuning.json", "Ranking stage validation (notebook 07)", "make ranking-tune"),
     Source("multitask/multitask_tuning.json", "Multitask validation (notebook 08)", "make multitask-tune"),
     Source("sequence/sequence_tuning.json", "Sequence tower validation (notebook 10)", "make sequence-tune"),
+    Source(
+        "studies/rating_models_u1.json",
+        "Stronger rating models on the canonical u1 split (chosen on validation, 3 seeds)",
+        "make rating-study",
+    ),
+    Source(
+        "studies/rating_models_random.json",
+        "Stronger rating models on the report's random split (chosen on validation, 3 seeds)",
+        "make rating-study",
+    ),
 )
 
 
@@ -424,6 +434,32 @@ def render_results(results: Path, notebooks_dir: Path, results_label: str | None
     return "\n".join(lines) + "\n"
 
 
+def rating_study_table(results: Path) -> str | None:
+    """The rating-model study (``make rating-study``) as one table: test RMSE and MAE on u1 and on the report's
+    split, mean ± std over the seeds, and the fit time; ``None`` until both files exist."""
+    found = {}
+    for split in ("u1", "random"):
+        path = results / "studies" / f"rating_models_{split}.json"
+        if not path.exists():
+            return None
+        found[split] = read_json_file(path)["splits"][split]["summary"]
+    header = ["model", "u1 RMSE", "u1 MAE", "seed split RMSE", "seed split MAE", "fit s (u1)"]
+    rows = []
+    for name, row in found["u1"].items():
+        other = found["random"].get(name, {})
+        rows.append(
+            [
+                name,
+                f"{row['rmse']:.4f} ± {row['rmse_std']:.4f}",
+                f"{row['mae']:.4f}",
+                f"{other['rmse']:.4f} ± {other['rmse_std']:.4f}" if other else "–",
+                f"{other['mae']:.4f}" if other else "–",
+                f"{row['fit_seconds']:.0f}" if "fit_seconds" in row else "–",
+            ]
+        )
+    return "\n".join(table(header, rows)).rstrip()
+
+
 def fill_block(text: str, name: str, content: str) -> str:
     """``text`` with what lies between ``<!-- name:start -->`` and ``<!-- name:end -->`` replaced by ``content``
     (a generated block inside a hand-written page); one ``ValueError`` when the markers are missing."""
@@ -471,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
         block = f"{headline_table(found)}\n\nFrom `{found.get('command', 'make headline')}` ({found.get('seconds', 0):.0f} s here)."
         changed = fill_page_blocks(readme, {"headline": block})
         print(f"{'wrote' if changed else 'unchanged:'} {readme} (the headline table, from {headline})")
+    findings = args.output.parent / "findings.md"
+    study = rating_study_table(args.results)
+    if study is not None and findings.exists():
+        changed = fill_page_blocks(findings, {"rating-study": f"{study}\n\nFrom `make rating-study`."})
+        print(f"{'wrote' if changed else 'unchanged:'} {findings} (the rating-model study)")
     running = args.output.parent / "running.md"
     if running.exists():
         table = parameters_table(numbered_notebooks(args.notebooks))
