@@ -1,0 +1,113 @@
+"""The pieces notebooks 02-04 write out in sight give the package's numbers.
+
+Each notebook's cells tagged ``in-sight`` run here exactly as they stand in the notebook, on the tiny synthetic
+data, next to the package at the same seed: 02's Keras towers (``StringLookup`` + ``Embedding``) against
+``build_for``'s towers, 03's ``tfrs.Model`` with its own ``compute_loss`` against ``TwoTowerModel`` trained by
+``training.train``, 04's NumPy count against ``topk_accuracy``.  Notebooks 01-05 also close with a summary
+built from the run and a few exercises.
+"""
+
+import math
+import re
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tests.conftest import NOTEBOOKS
+from twotower_utils.data.pipeline import interactions_dataset
+from twotower_utils.evaluation.counting import topk_accuracy
+from twotower_utils.models.two_tower import parameter_counts
+from twotower_utils.training import build_for, train
+
+TAG = "in-sight"
+CORE = ("01", "02", "03", "04", "05")
+
+
+def notebook(prefix: str) -> nbformat.NotebookNode:
+    (path,) = NOTEBOOKS.glob(f"{prefix}_*.ipynb")
+    return nbformat.read(path, as_version=4)
+
+
+def run_in_sight(prefix: str, **names) -> dict:
+    """Exec the notebook's ``in-sight`` cells, in order, with the names its earlier cells would have made."""
+    cells = [c.source for c in notebook(prefix).cells if TAG in c.metadata.get("tags", [])]
+    assert cells, f"notebook {prefix} has no cell tagged {TAG!r}"
+    namespace = {"tf": tf, "tfrs": tfrs, "np": np, "pd": pd, "interactions_dataset": interactions_dataset, **names}
+    for i, source in enumerate(cells):
+        exec(compile(source, f"<notebook {prefix}, in-sight cell {i}>", "exec"), namespace)
+    return namespace
+
+
+def table(tower) -> np.ndarray:
+    """The embedding table of a Keras ``Sequential`` tower (its last layer) or of the package's ``Tower``."""
+    layer = tower.embedding if hasattr(tower, "embedding") else tower.layers[-1]
+    return layer.embeddings.numpy()
+
+
+def test_02_keras_towers_start_as_the_packages_at_the_same_seed(tiny_data, tiny_config):
+    cell = run_in_sight("02", data=tiny_data, config=tiny_config)
+    model = build_for(tiny_config, tiny_data)
+    user_tower, movie_tower = cell["user_tower"], cell["movie_tower"]
+    assert [user_tower.count_params(), movie_tower.count_params()] == list(parameter_counts(model).values())
+    assert user_tower.count_params() == (tiny_data.num_users + 1) * tiny_config.model.embedding_dim
+    np.testing.assert_array_equal(table(user_tower), table(model.user_tower))
+    np.testing.assert_array_equal(table(movie_tower), table(model.movie_tower))
+    package_scores = tf.matmul(
+        model.user_tower(cell["few_users"]), model.movie_tower(cell["few_movies"]), transpose_b=True
+    )
+    assert cell["scores_in_sight"].shape == (3, 4)
+    np.testing.assert_array_equal(cell["scores_in_sight"].numpy(), package_scores.numpy())
+
+
+def test_02_the_match_comes_from_the_seed(tiny_data, tiny_config):
+    """Another seed gives other starting tables: the equality above is no accident of initialisation."""
+    cell = run_in_sight("02", data=tiny_data, config=tiny_config.replace(seed=tiny_config.seed + 1))
+    model = build_for(tiny_config, tiny_data)
+    assert not np.array_equal(table(cell["user_tower"]), table(model.user_tower))
+
+
+def test_03_basic_retrieval_trains_as_the_package(tiny_data, tiny_split, tiny_config):
+    cell = run_in_sight("03", data=tiny_data, split=tiny_split, config=tiny_config)
+    package_losses = []
+    logger = cell["loss_logger"](package_losses)
+    package = train(tiny_config.replace(epochs=1), tiny_data, tiny_split, verbose=0, curves=False, callbacks=[logger])
+    assert len(cell["basic_losses"]) == math.ceil(len(tiny_split.train) / tiny_config.batch_size) > 1
+    assert cell["basic_losses"] == pytest.approx(package_losses, rel=1e-5)
+    basic = cell["basic"]
+    np.testing.assert_allclose(table(basic.user_tower), table(package.model.user_tower), atol=1e-5)
+    np.testing.assert_allclose(table(basic.movie_tower), table(package.model.movie_tower), atol=1e-5)
+
+
+def test_03_compute_loss_is_the_tasks_on_one_batch(tiny_data, tiny_split, tiny_config):
+    """Before any training: the written-out model's loss on a batch is the package's distinct-id loss."""
+    cell = run_in_sight("03", data=tiny_data, split=tiny_split, config=tiny_config)
+    tf.keras.utils.set_random_seed(tiny_config.seed)
+    basic = cell["BasicRetrieval"](tiny_data.user_vocabulary, tiny_data.movie_vocabulary, 8)
+    model = build_for(tiny_config, tiny_data)
+    strings = next(iter(interactions_dataset(tiny_split.train, 32, seed=1, strings=True)))
+    ids = next(iter(interactions_dataset(tiny_split.train, 32, seed=1)))
+    assert float(basic.compute_loss(strings)) == pytest.approx(float(model.compute_loss(ids, training=True)), rel=1e-5)
+
+
+def test_04_written_out_count_is_topk_accuracy(tiny_data, tiny_split, tiny_config):
+    model = train(tiny_config, tiny_data, tiny_split, verbose=0, curves=False).model
+    cell = run_in_sight("04", model=model, split=tiny_split, config=tiny_config)
+    rows = cell["rows"]
+    assert len(rows) == min(tiny_config.eval_batch_size, len(tiny_split.test))
+    expected = topk_accuracy(model, rows, tiny_config.ks, tiny_config.eval_batch_size)
+    assert cell["hits_in_sight"] == pytest.approx(expected, abs=1e-9)
+    assert 0 < cell["hits_in_sight"][10] <= 1
+
+
+@pytest.mark.parametrize("prefix", CORE)
+def test_core_notebooks_close_with_a_summary_and_exercises(prefix):
+    cells = notebook(prefix).cells
+    summary, exercises = cells[-2], cells[-1]
+    assert summary.cell_type == "code" and "what_we_learned(" in summary.source
+    assert exercises.cell_type == "markdown" and exercises.source.startswith("## Exercises")
+    items = re.findall(r"^\d+\. ", exercises.source, flags=re.MULTILINE)
+    assert 2 <= len(items) <= 3 and exercises.source.count("*Hint:*") == len(items)
