@@ -94,14 +94,4 @@ def __getattr__(name: str):
 
 
 __version__ = "0.1.0"
-__all__ = [
-    "ConfigError",
-    "IdTower",
-    "MultitaskSpec",
-    "RatingSpec",
-    "RetrainError",
-    "RetrievalSpec",
-    "RunConfig",
-    "SequenceTower",
-    "__version__",
-]
+__all__ = [*_PUBLIC, "__version__"]

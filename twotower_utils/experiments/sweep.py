@@ -33,11 +33,11 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils import presets
-from twotower_utils.config import ConfigError, RetrainError, RunConfig
+from twotower_utils.config import ConfigError, RunConfig
 from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.splits import Split, validation_split
 from twotower_utils.evaluation.counting import filtered_topk_accuracy, topk_accuracy
-from twotower_utils.experiments.workflow import prepare
+from twotower_utils.experiments.workflow import prepare, written_by_this_version
 from twotower_utils.models.two_tower import parameter_counts
 from twotower_utils.results import read_json, save_figure, write_json_atomic
 from twotower_utils.runtime import progress, say
@@ -232,7 +232,9 @@ def run_sweep(
         config = base_config.replace(embedding_dim=int(dim), seed=int(seed))
         path = cache_path(Path(cache_dir), dim, seed, digest) if cache_dir is not None else None
         record = read_json(path) if path is not None else None
-        if record is not None and not _written_by_this_version(record, path, log):
+        if record is not None and not written_by_this_version(
+            record, f"the cached run {path.name}", log, "training it again"
+        ):
             record = None
         if record is not None:
             reused += 1
@@ -252,17 +254,6 @@ def run_sweep(
         f"{time.perf_counter() - start:.1f} s"
     )
     return summary_table(records)
-
-
-def _written_by_this_version(record: dict[str, Any], path: Path, log: Callable[[str], None]) -> bool:
-    """Whether a cached run's config reads as a ``RunConfig``.  A run cached by an earlier version of twotower
-    (the old flat config) is ignored with one line and trained again (it is a cache, not an error)."""
-    try:
-        RunConfig.from_dict(record.get("config"), what=f"the cached run {path.name}")
-    except RetrainError as error:
-        log(f"{error} (training it again)")
-        return False
-    return True
 
 
 def summary_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:

@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 from twotower_utils import presets
-from twotower_utils.config import ConfigError, RetrainError, RetrievalSpec, RunConfig
+from twotower_utils.config import ConfigError, RetrievalSpec, RunConfig
 from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.splits import Split, validation_split
 from twotower_utils.evaluation import baselines
 from twotower_utils.evaluation.counting import filtered_topk_accuracy
 from twotower_utils.experiments.sweep import data_fingerprint, settings_key
-from twotower_utils.experiments.workflow import prepare
+from twotower_utils.experiments.workflow import prepare, written_by_this_version
 from twotower_utils.results import read_json, write_json_atomic
 from twotower_utils.runtime import progress, say
 from twotower_utils.training import train
@@ -120,7 +120,9 @@ def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, comput
         if cache_dir is not None:
             path = Path(cache_dir) / f"fold{index}-{_fold_key(fold_config, data, fold, key)}.json"
             cached = read_json(path, {})
-            if field in cached and _written_by_this_version(cached, path):
+            if field in cached and written_by_this_version(
+                cached, f"the cached fold {path.name}", say, "computing it again"
+            ):
                 results.append(cached[field])
                 continue
         value = compute(fold_config, fold)
@@ -128,17 +130,6 @@ def _per_fold(config, data, folds, key: int | str, cache_dir, field: str, comput
             write_json_atomic(path, {"config": fold_config.to_dict(), "fold": index, "k": key, field: value})
         results.append(value)
     return results
-
-
-def _written_by_this_version(cached: dict, path: Path) -> bool:
-    """Whether a cached fold's config reads as a ``RunConfig``.  A fold cached by an earlier version of twotower
-    (the old flat config) is ignored with one line and computed again (it is a cache, not an error)."""
-    try:
-        RunConfig.from_dict(cached.get("config"), what=f"the cached fold {path.name}")
-    except RetrainError as error:
-        say(f"{error} (computing it again)")
-        return False
-    return True
 
 
 def cross_validate_ease(

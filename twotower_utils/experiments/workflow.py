@@ -71,3 +71,14 @@ def save_training(result: TrainingResult, config: RunConfig, output_dir: str | o
     history = result.history.to_dict("split")
     extra = {"history": {"columns": history["columns"], "data": history["data"]}, "seconds": result.seconds}
     save_model(result.model, config, output_dir, extra=extra)
+
+
+def written_by_this_version(cached: dict, what: str, log=say, then: str = "computing it again") -> bool:
+    """Whether a cache file's ``config`` reads as a ``RunConfig``.  One cached by an earlier version of twotower
+    (the old flat config) is ignored with one line naming ``what`` and saying ``then`` (a cache, not an error)."""
+    try:
+        RunConfig.from_dict(cached.get("config"), what=what)
+    except RetrainError as error:
+        log(f"{error} ({then})")
+        return False
+    return True

@@ -36,21 +36,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, stats
 
+from twotower_utils.models.rating_baselines import rating_columns
+
 SECONDS_PER_DAY = 86_400.0
 DRIFT_EXPONENT = 0.4
-
-
-def _columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    missing = {"user_idx", "movie_idx", "user_rating"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"the frame needs the columns {sorted(missing)}")
-    if frame.empty:
-        raise ValueError("cannot fit a rating model on an empty frame")
-    return (
-        frame["user_idx"].to_numpy(np.int64),
-        frame["movie_idx"].to_numpy(np.int64),
-        frame["user_rating"].to_numpy(np.float64),
-    )
 
 
 class TimeClock:
@@ -154,7 +143,18 @@ def _draw_precision(values, rng, shape0=1.0, rate0=1.0):
     return rng.gamma(shape0 + values.size / 2, 1.0 / (rate0 + float(values @ values) / 2))
 
 
-class BayesianMF:
+class _TimedPredictions:
+    """``predict_ratings`` (pairs) and ``predict_frame`` (a frame's pairs at its ratings' times) from ``predict``."""
+
+    def predict_ratings(self, users, movies) -> np.ndarray:
+        return self.predict(users, movies)
+
+    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        stamps = frame["timestamp"].to_numpy() if "timestamp" in frame.columns else None
+        return self.predict(frame["user_idx"].to_numpy(), frame["movie_idx"].to_numpy(), stamps)
+
+
+class BayesianMF(_TimedPredictions):
     """Bayesian (time-aware) biased MF by Gibbs sampling; see the module docstring."""
 
     name = "Bayesian MF (Gibbs)"
@@ -195,7 +195,7 @@ class BayesianMF:
 
     def fit(self, frame: pd.DataFrame) -> BayesianMF:
         start = time.perf_counter()
-        users, movies, ratings = _columns(frame)
+        users, movies, ratings = rating_columns(frame)
         rng = np.random.default_rng(self.seed)
         num_u, num_m, dim = self.num_users + 1, self.num_movies + 1, self.factors
         self.mu = float(ratings.mean())
@@ -292,15 +292,8 @@ class BayesianMF:
                 score = score + np.where(days >= 0, self.day_bias_values[np.maximum(days, 0)], 0.0)
         return np.clip(score, self.low, self.high)
 
-    def predict_ratings(self, users, movies) -> np.ndarray:
-        return self.predict(users, movies)
 
-    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        stamps = frame["timestamp"].to_numpy() if "timestamp" in frame.columns else None
-        return self.predict(frame["user_idx"].to_numpy(), frame["movie_idx"].to_numpy(), stamps)
-
-
-class TimeBiases:
+class TimeBiases(_TimedPredictions):
     """timeSVD++'s baseline predictor as ridge point estimates:
     ``mu + b_u + a_u dev_u(t) + b_{u,day} + b_m + b_{m,bin(t)}``, fitted by alternating exact updates
     (each term's penalty: ``lam``, ``lam_drift``, ``lam_day``, ``lam``, ``lam_bin``)."""
@@ -331,7 +324,7 @@ class TimeBiases:
         self.clock: TimeClock | None = None
 
     def fit(self, frame: pd.DataFrame) -> TimeBiases:
-        users, movies, ratings = _columns(frame)
+        users, movies, ratings = rating_columns(frame)
         if "timestamp" not in frame.columns:
             raise ValueError("time effects need the 'timestamp' column")
         stamps = frame["timestamp"].to_numpy(np.float64)
@@ -374,10 +367,3 @@ class TimeBiases:
             days = self.clock.day_index(users.reshape(-1), stamps.reshape(-1)).reshape(users.shape)
             score = score + np.where(days >= 0, self.day_bias_values[np.maximum(days, 0)], 0.0)
         return np.clip(score, self.low, self.high)
-
-    def predict_ratings(self, users, movies) -> np.ndarray:
-        return self.predict(users, movies)
-
-    def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        stamps = frame["timestamp"].to_numpy() if "timestamp" in frame.columns else None
-        return self.predict(frame["user_idx"].to_numpy(), frame["movie_idx"].to_numpy(), stamps)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 
-def _columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rating_columns(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     missing = {"user_idx", "movie_idx", "user_rating"} - set(frame.columns)
     if missing:
         raise ValueError(f"the frame needs the columns {sorted(missing)}")
@@ -39,7 +39,7 @@ class GlobalMean:
         self.mu = 0.0
 
     def fit(self, frame: pd.DataFrame) -> GlobalMean:
-        self.mu = float(_columns(frame)[2].mean())
+        self.mu = float(rating_columns(frame)[2].mean())
         return self
 
     def predict_ratings(self, users, movies) -> np.ndarray:
@@ -60,7 +60,7 @@ class Biases(GlobalMean):
         self.movie_bias = np.zeros(num_movies + 1)
 
     def fit(self, frame: pd.DataFrame) -> Biases:
-        users, movies, ratings = _columns(frame)
+        users, movies, ratings = rating_columns(frame)
         self.mu = float(ratings.mean())
         user_counts = np.bincount(users, minlength=len(self.user_bias))
         movie_counts = np.bincount(movies, minlength=len(self.movie_bias))
@@ -93,7 +93,7 @@ class BiasedMF(Biases):
         self.movie_factors = 0.1 * rng.standard_normal((num_movies + 1, factors))
 
     def fit(self, frame: pd.DataFrame) -> BiasedMF:
-        users, movies, ratings = _columns(frame)
+        users, movies, ratings = rating_columns(frame)
         self.mu = float(ratings.mean())
         target = ratings - self.mu
         by_user, by_movie = _groups(users), _groups(movies)
