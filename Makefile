@@ -36,7 +36,7 @@ export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
-        multitask-tune ranking-tune sequence-tune bench-scale rating-study headline docs book clean
+        multitask-tune ranking-tune sequence-tune bench-scale rating-study reranker-study headline docs book clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -152,6 +152,9 @@ sequence-tune: setup ## notebook 10's validation choices (SEQ_EPOCHS=)
 rating-study: setup ## stronger rating models (Bayesian MF, I-AutoRec, GLocal-K, a blend) on u1 and the seed split, 3 seeds
 	$(BIN)/python benchmarks/study_rating_models.py --splits u1 --output $(OUTPUT_DIR)/studies/rating_models_u1.json
 	$(BIN)/python benchmarks/study_rating_models.py --splits random --output $(OUTPUT_DIR)/studies/rating_models_random.json
+
+reranker-study: setup ## stage one re-ranked with every signal: linear vs LightGBM lambdarank, 3 seeds, two random splits
+	$(BIN)/python benchmarks/study_reranker.py --output $(OUTPUT_DIR)/ranking/study_reranker.json
 
 headline: setup ## the README's headline table (four models, 3 model seeds) into results/headline.json; make docs shows it
 	$(BIN)/python -m twotower_utils headline --output-dir $(OUTPUT_DIR)

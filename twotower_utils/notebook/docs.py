@@ -68,6 +68,11 @@ STUDIES = (
     Source("multitask/multitask_tuning.json", "Multitask validation (notebook 08)", "make multitask-tune"),
     Source("sequence/sequence_tuning.json", "Sequence tower validation (notebook 10)", "make sequence-tune"),
     Source(
+        "ranking/study_reranker.json",
+        "Re-rankers over every signal: linear and LightGBM lambdarank (3 seeds, two random splits)",
+        "make reranker-study",
+    ),
+    Source(
         "studies/rating_models_u1.json",
         "Stronger rating models on the canonical u1 split (chosen on validation, 3 seeds)",
         "make rating-study",
