@@ -36,7 +36,7 @@ export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
-        multitask-tune ranking-tune sequence-tune bench-scale rating-study reranker-study headline docs book clean
+        multitask-tune ranking-tune sequence-tune bench-scale rating-study reranker-study sequence-study headline docs book clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -155,6 +155,13 @@ rating-study: setup ## stronger rating models (Bayesian MF, I-AutoRec, GLocal-K,
 
 reranker-study: setup ## stage one re-ranked with every signal: linear vs LightGBM lambdarank, 3 seeds, two random splits
 	$(BIN)/python benchmarks/study_reranker.py --output $(OUTPUT_DIR)/ranking/study_reranker.json
+
+SEQUENCE_STUDY = --protocols leave_one_out leave_latest --patience 5 --batch-size 64 --learning-rate 0.002
+sequence-study: setup ## SASRec and GRU towers trained on every position, early-stopped, blended with recency-weighted EASE
+	$(BIN)/python benchmarks/study_sequence.py $(SEQUENCE_STUDY) --kinds sasrec --grid "L=200,blocks=2,dropout=0.2,dim=64" \
+		--unseen --output $(OUTPUT_DIR)/sequence/study_sequence_sasrec.json
+	$(BIN)/python benchmarks/study_sequence.py $(SEQUENCE_STUDY) --kinds gru --gru-grid "L=200,dropout=0.2,dim=64" \
+		--output $(OUTPUT_DIR)/sequence/study_sequence_gru.json
 
 headline: setup ## the README's headline table (four models, 3 model seeds) into results/headline.json; make docs shows it
 	$(BIN)/python -m twotower_utils headline --output-dir $(OUTPUT_DIR)

@@ -1,6 +1,6 @@
 """The tower: an id (user or movie) in, one embedding vector out.
 
-One class serves both sides and every switch of ``ExperimentConfig``:
+One class serves both sides and every tower switch of ``specs.RetrievalSpec``:
 
     id -> embedding table [+ side features @ W] -> [Dense(relu) ...-> Dense] -> [L2-normalise]
 
@@ -79,8 +79,8 @@ class SequenceTower(tf.keras.Model):
     * ``attention``: a learned weighting, ``softmax_i(v^T tanh(W (e_i + p_i)))`` with a position embedding
       ``p`` counted from the latest movie (so recency can matter);
     * ``gru``: the last state of a GRU run over the history in time order;
-    * ``sasrec``: ``blocks`` causal self-attention blocks (one head, positions, pre-layer-norm, residuals,
-      a two-layer feed-forward), read at the latest position.
+    * ``sasrec``: ``blocks`` causal self-attention blocks (one head, positions, pre-layer-norm -- or
+      post-layer-norm with ``norm="post"`` -- residuals, a two-layer feed-forward), read at the latest position.
 
     With ``use_user_id`` the user's own embedding is added to the summary; a final
     ``Dense(embedding_dim)`` maps it to the movie tower's space.  An empty history gives the output layer's bias
@@ -101,10 +101,14 @@ class SequenceTower(tf.keras.Model):
         dropout: float = 0.0,
         normalize: bool = False,
         name: str | None = None,
+        norm: str = "pre",
     ) -> None:
         super().__init__(name=name)
         if kind not in self.KINDS:
             raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        if norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {norm!r}")
+        self.norm = norm  # sasrec: layer norm before each sub-layer (and at the end), or after each residual
         self.kind = kind
         self.length = int(length)
         self.item_embedding = item_embedding
@@ -160,9 +164,51 @@ class SequenceTower(tf.keras.Model):
         output = self.output_layer(summary)
         return tf.math.l2_normalize(output, axis=-1) if self.normalize else output
 
-    def _self_attention(self, x: tf.Tensor, mask: tf.Tensor, training: bool | None) -> tf.Tensor:
+    def encode_positions(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
+        """``[B, L, embedding_dim]``: the tower's output at *every* position of the history, each read causally
+        (position t sees the movies up to and including t, never a later one) -- SASRec's and the GRU's own
+        training, where every position predicts the next movie (``models.sequential``).
+
+        The same weights as ``call``, which is this method's last position: a tower trained on all positions
+        serves the two-tower's query path (``TwoTowerModel.query_table``) unchanged.  Positions holding padding
+        (id 0) give the output layer's bias (plus the user-id embedding); no real position reads them.  Only
+        the ``gru`` and ``sasrec`` kinds read a history causally position by position."""
+        if self.kind not in ("gru", "sasrec"):
+            raise ValueError(f"encode_positions is for the 'gru' and 'sasrec' towers, not {self.kind!r}")
+        history = tf.cast(inputs["history"], tf.int64)[:, -self.length :]
+        mask = history > 0
+        padding = tf.cast(mask, tf.float32)[:, :, tf.newaxis]
+        x = self.dropout(self.item_embedding(history), training=training)
+        if self.kind == "gru":
+            states = self._gru_states(x, mask, training)
+        else:
+            recency = self.positions(tf.range(tf.shape(history)[1] - 1, -1, -1))
+            x = x * tf.sqrt(tf.cast(tf.shape(x)[-1], x.dtype)) + recency
+            states = self._self_attention(x, mask, training, all_positions=True)
+        states = states * padding
+        if self.user_embedding is not None:
+            states = states + self.user_embedding(tf.cast(inputs["user_id"], tf.int64))[:, tf.newaxis]
+        output = self.output_layer(states)
+        return tf.math.l2_normalize(output, axis=-1) if self.normalize else output
+
+    def _gru_states(self, x: tf.Tensor, mask: tf.Tensor, training: bool | None) -> tf.Tensor:
+        """The GRU's state after every position (the ``gru`` layer's own cell and weights); a padded step keeps
+        the state it had (zero before the first real movie)."""
+        cell = self.gru.cell
+
+        def step(inputs, states):
+            return cell(inputs, states, training=training)
+
+        initial = [tf.zeros([tf.shape(x)[0], cell.units], x.dtype)]
+        _, outputs, _ = tf.keras.backend.rnn(step, x, initial, mask=mask)
+        return tf.ensure_shape(outputs, [None, None, cell.units])  # a traced loop loses the static shape
+
+    def _self_attention(
+        self, x: tf.Tensor, mask: tf.Tensor, training: bool | None, all_positions: bool = False
+    ) -> tf.Tensor:
         """SASRec's encoder read at the latest position: each position attends to itself and the earlier real
-        movies (causal); the last block only computes the latest position's query."""
+        movies (causal); the last block only computes the latest position's query.  With ``all_positions``
+        every block computes every position and ``[B, L, d]`` comes back (``encode_positions``)."""
         steps = tf.shape(x)[1]
         causal = tf.linalg.band_part(tf.ones((steps, steps), tf.bool), -1, 0)
         allowed = tf.logical_and(causal[tf.newaxis], mask[:, tf.newaxis, :])
@@ -170,9 +216,16 @@ class SequenceTower(tf.keras.Model):
         padding = tf.cast(mask, x.dtype)[:, :, tf.newaxis]
         x = self.dropout(x, training=training) * padding
         for i, block in enumerate(self.blocks):
-            last = i == len(self.blocks) - 1
+            last = i == len(self.blocks) - 1 and not all_positions
             query = x[:, -1:] if last else x
             query_mask = allowed[:, -1:] if last else allowed
+            if self.norm == "post":  # x + sublayer(x), then the norm (the original Transformer's order)
+                attended = block["attention"](query, x, attention_mask=query_mask, training=training)
+                h = block["norm"](query + attended)
+                hidden = block["ffn"][1](block["ffn"][0](h))
+                h = block["ffn_norm"](h + self.dropout(hidden, training=training))
+                x = h if last else h * padding
+                continue
             normed = block["norm"](query)
             keys = block["norm"](x)
             attended = block["attention"](normed, keys, attention_mask=query_mask, training=training)
@@ -180,6 +233,11 @@ class SequenceTower(tf.keras.Model):
             hidden = block["ffn"][1](block["ffn"][0](block["ffn_norm"](h)))
             h = h + self.dropout(hidden, training=training)
             x = h if last else h * padding
+        if self.norm == "post":  # already normalised by the last block
+            return x * padding if all_positions else x[:, -1] * tf.cast(tf.reduce_any(mask, axis=1)[:, None], x.dtype)
+        if all_positions:  # final_norm was built on [B, d] (call's latest position): positions as rows
+            normed = tf.reshape(self.final_norm(tf.reshape(x, [-1, x.shape[-1]])), tf.shape(x))
+            return tf.ensure_shape(normed, x.shape)
         has_history = tf.cast(tf.reduce_any(mask, axis=1, keepdims=True), x.dtype)
         return self.final_norm(x[:, -1]) * has_history
 

@@ -68,6 +68,16 @@ STUDIES = (
     Source("multitask/multitask_tuning.json", "Multitask validation (notebook 08)", "make multitask-tune"),
     Source("sequence/sequence_tuning.json", "Sequence tower validation (notebook 10)", "make sequence-tune"),
     Source(
+        "sequence/study_sequence_sasrec.json",
+        "SASRec trained on every position, early-stopped, and its blend with recency-weighted EASE (3 seeds)",
+        "make sequence-study",
+    ),
+    Source(
+        "sequence/study_sequence_gru.json",
+        "The GRU tower trained on every position, and its blend with recency-weighted EASE (3 seeds)",
+        "make sequence-study",
+    ),
+    Source(
         "ranking/study_reranker.json",
         "Re-rankers over every signal: linear and LightGBM lambdarank (3 seeds, two random splits)",
         "make reranker-study",
