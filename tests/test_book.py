@@ -195,15 +195,24 @@ def test_footer_walks_the_notebooks_in_order(browser, site_url):
 
 
 def test_search_finds_a_notebook(browser, site_url):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # the browser fixture checked it is installed
+
     watched = Watched(browser, site_url)
     page = watched.page
     watched.visit(site_url + "index.html")
     first = next(url for url in _nav_pages(page, site_url) if NOTEBOOK_PAGE.search(url))
     title = page.locator(f'.md-sidebar--primary a.md-nav__link[href$="{Path(urlparse(first).path).name}"]')
     word = max(re.findall(r"[A-Za-z]{5,}", title.first.inner_text()), key=len)  # a word of its title
-    page.locator("input.md-search__input").click()  # the header's search box (wide viewport)
-    page.locator("input.md-search__input").press_sequentially(word, delay=30)
-    page.locator(".md-search-result__item").first.wait_for(timeout=20_000)
+    box = page.locator("input.md-search__input")  # the header's search box (wide viewport)
+    box.click()
+    box.press_sequentially(word, delay=30)
+    results = page.locator(".md-search-result__item").first
+    try:  # the search worker builds its index on first use: a slow machine may need more than one query
+        results.wait_for(timeout=30_000)
+    except PlaywrightTimeout:
+        box.fill("")
+        box.press_sequentially(word, delay=30)
+        results.wait_for(timeout=60_000)
     targets = page.eval_on_selector_all(".md-search-result__item a", "els => els.map(e => e.href)")
     hits = [t for t in targets if urlparse(t)._replace(query="", fragment="").geturl() == first]
     assert hits, f"search for {word!r} did not find {first}: {targets}"
