@@ -130,8 +130,7 @@ def train(
 
 def _training_dataset(config: RunConfig, frame: pd.DataFrame, seed: int | None = None) -> tf.data.Dataset:
     """The shuffled training batches of ``frame`` with what the run's model reads (ratings, histories)."""
-    sequence = getattr(config.model, "sequence", False)
-    histories = training_histories(frame, config.model.history_length) if sequence else None
+    histories = training_histories(frame, config.model.history_length) if config.model.sequence else None
     return interactions_dataset(
         frame,
         config.batch_size,

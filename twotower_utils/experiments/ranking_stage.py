@@ -7,7 +7,7 @@ validation folds of the training split (``experiments.tuning``), never on test: 
 and factors, then each rating-model variant's settings, then the blend weights of the ensemble.  Its
 answers are the constants below.
 
-**Two stages** (``evaluation.reranking``): stage one is the best two-tower (``comparison.BEST_SWITCHES``); the
+**Two stages** (``evaluation.reranking``): stage one is the best two-tower (``presets.best_two_tower()``); the
 re-rankers are the rating model alone, a blend of retrieval score and predicted rating (weight chosen on
 validation), and a learned re-ranker trained on a validation fold's candidates.  Each pipeline is written
 back as a score matrix and scored with the project's one set of metrics, plus graded NDCG and the mean

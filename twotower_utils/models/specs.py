@@ -46,6 +46,7 @@ class Spec:
 
     family: ClassVar[str] = ""
     title: ClassVar[str] = ""  # the family in words, for messages
+    sequence: ClassVar[bool] = False  # whether the user tower reads a history (RetrievalSpec overrides it)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
