@@ -36,7 +36,7 @@ export TF_USE_LEGACY_KERAS = 1
 export TF_CPP_MIN_LOG_LEVEL = 2
 
 .PHONY: help setup all run-notebooks test test-browser lint format lab bench sweep tune export recommend bench-serving \
-        multitask-tune ranking-tune sequence-tune bench-scale rating-study reranker-study sequence-study headline docs book clean
+        study multitask-tune ranking-tune sequence-tune bench-scale rating-study reranker-study sequence-study headline docs book clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,9 @@ $(VENV)/.installed-%: requirements.txt constraints.txt pyproject.toml jupyter/ov
 
 run-notebooks: setup ## run the numbered notebooks headless into results/ (EMBEDDING_DIM=, EPOCHS=, DATASET=, PARAMS=...)
 	$(BIN)/python -m twotower_utils run --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(RUN_PARAMS)
+
+study: setup ## the full studies behind docs/results.md: every notebook with 3 seeds and whole grids (runner's STUDY)
+	$(BIN)/python -m twotower_utils run --study --output-dir $(OUTPUT_DIR) --kernel $(KERNEL) $(RUN_PARAMS)
 
 test: setup ## run the tests (unit tests and the notebooks' smoke run; needs TFDS_DATA_DIR)
 	$(BIN)/python -m pytest

@@ -103,6 +103,19 @@ def test_04_written_out_count_is_topk_accuracy(tiny_data, tiny_split, tiny_confi
     assert 0 < cell["hits_in_sight"][10] <= 1
 
 
+def test_06_written_out_ease_is_the_packages(tiny_data, tiny_split):
+    from twotower_utils.evaluation.baselines import ease_scores
+
+    lam = 50.0
+    package = ease_scores(tiny_split.train, tiny_data.num_users, tiny_data.num_movies, lam)
+    base = {"ease_lambda": lam, "scores": {f"EASE (lambda {lam:g})": package}}
+    cell = run_in_sight("06", data=tiny_data, split=tiny_split, base=base)
+    assert cell["ease_in_sight"].shape == package.shape
+    np.testing.assert_allclose(cell["ease_in_sight"], package, atol=1e-8)  # the package adds a 1e-9 popularity tie-break
+    assert cell["ease_difference"] < 1e-8 and np.abs(cell["ease_in_sight"]).max() > 1e-3
+    assert np.all(np.diag(cell["B"]) == 0)
+
+
 @pytest.mark.parametrize("prefix", CORE)
 def test_core_notebooks_close_with_a_summary_and_exercises(prefix):
     cells = notebook(prefix).cells
@@ -111,3 +124,63 @@ def test_core_notebooks_close_with_a_summary_and_exercises(prefix):
     assert exercises.cell_type == "markdown" and exercises.source.startswith("## Exercises")
     items = re.findall(r"^\d+\. ", exercises.source, flags=re.MULTILINE)
     assert 2 <= len(items) <= 3 and exercises.source.count("*Hint:*") == len(items)
+
+
+NOTEBOOK_11_STEP = """
+    import json
+    from twotower_utils import distributed
+
+    devices = distributed.split_cpu(2)  # before anything initialises TensorFlow's devices
+    import nbformat
+    import numpy as np
+    import tensorflow as tf
+    from conftest import synthetic_movielens
+    import twotower_utils as tt
+    from twotower_utils.data.pipeline import interactions_dataset
+    from twotower_utils.data.splits import random_split
+    from twotower_utils.training import build_for, train
+
+    (path,) = __import__("pathlib").Path("notebooks").glob("11_*.ipynb")
+    cells = [c.source for c in nbformat.read(path, as_version=4).cells if "in-sight" in c.metadata.get("tags", [])]
+    data = synthetic_movielens(num_users=120, num_movies=160, per_user=25)  # 3,000 ratings
+    names = dict(
+        np=np, tf=tf, distributed=distributed, devices=devices, interactions_dataset=interactions_dataset,
+        random_split=random_split, build_for=build_for, train=train, seed=7, load_data=lambda dataset: data,
+        config=tt.RunConfig(tt.RetrievalSpec(embedding_dim=8), batch_size=256, learning_rate=0.3, seed=7),
+    )
+    for source in cells:
+        exec(source, names)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(names["one_device"].get_weights(), build_for(
+        names["step_config"], data, names["step_split"].train).get_weights()))
+    print(json.dumps({
+        "cells": len(cells), "replicas": names["strategy"].num_replicas_in_sync, "losses": names["step_losses"],
+        "one_device_losses": names["one_losses"], "difference": names["weight_difference"], "moved": moved,
+        "steps": -(-len(names["step_split"].train) // 256),
+    }))
+"""
+
+
+def test_11_written_out_two_device_step_is_the_packages_fit():
+    """Two logical CPUs need a fresh process (TensorFlow fixes its devices once), so this runs in one."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(NOTEBOOK_11_STEP)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"},
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert out["cells"] == 2 and out["replicas"] == 2
+    assert len(out["losses"]) == out["steps"] > 1
+    assert out["moved"] > 0.1 and out["difference"] < 1e-5  # training moved the tables, the same way on both
+    np.testing.assert_allclose(out["losses"], out["one_device_losses"], rtol=1e-5)

@@ -65,3 +65,19 @@ def test_a_model_saved_with_the_old_flat_config_is_one_retrain_line(tmp_path, ca
     assert error.startswith("error: the model in") and "earlier version of twotower" in error
     assert error.count("\n") == 1 and not (tmp_path / "out").exists()
     assert saved_model.__doc__ and "RetrainError" in saved_model.__doc__
+
+
+def test_a_best_model_trained_elsewhere_is_kept_and_loaded_not_trained_again(tmp_path):
+    from twotower_utils.experiments.release import best_model, keep_for_serving
+
+    data_dir = real_data_dir()
+    config = presets.best_two_tower(epochs=1)
+    data, split = prepare(config, data_dir)
+    result = train(config, data, split, verbose=0, curves=False)
+    assert not keep_for_serving(result, config.replace(embedding_dim=16), tmp_path)  # not best_model's run
+    assert not (tmp_path / "serving").exists()
+    assert keep_for_serving(result, config, tmp_path)
+    model, served, _, _, loaded = best_model(tmp_path, data_dir, epochs=1)
+    assert loaded and served == config
+    for kept, found in zip(result.model.get_weights(), model.get_weights(), strict=True):
+        assert (kept == found).all()

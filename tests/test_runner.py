@@ -95,11 +95,25 @@ def test_each_notebook_gets_only_its_own_parameters_as_its_types(two_notebooks):
     assert plan[notebooks[1]] == {"embedding_dim": 16, "sweep_dims": "8", "widgets": False}
 
 
-def test_every_series_parameter_of_the_makefile_and_smoke_test_exists():
+def test_study_values_go_to_the_notebooks_that_have_them_and_p_still_wins(two_notebooks, monkeypatch):
+    from twotower_utils.notebook import runner
+
+    monkeypatch.setattr(runner, "STUDY", {"rate": 0.5, "sweep_dims": "8 16 32", "seeds": 3})
+    notebooks = numbered_notebooks(two_notebooks)
+    assert runner.study_parameters(notebooks) == {"rate": 0.5, "sweep_dims": "8 16 32"}  # no notebook has seeds
+    assert runner.study_parameters(notebooks[:1]) == {"rate": 0.5}
+    seen = []
+    monkeypatch.setattr(runner, "run_notebook", lambda notebook, out, parameters, *a, **k: seen.append(parameters) or 0)
+    assert main(["--notebooks", str(two_notebooks), "--output-dir", "unused", "--study", "-p", "rate=2"]) == 0
+    assert seen == [{"rate": 2.0}, {"sweep_dims": "8 16 32"}]
+
+
+def test_every_series_parameter_of_the_makefile_smoke_test_and_study_exists():
     from tests.conftest import NOTEBOOKS, SMALL
-    from twotower_utils.notebook.runner import plan_parameters
+    from twotower_utils.notebook.runner import STUDY, plan_parameters
 
     plan_parameters(SMALL, numbered_notebooks(NOTEBOOKS))  # raises on a name no notebook has
+    plan_parameters(STUDY, numbered_notebooks(NOTEBOOKS))
     for name in ("embedding_dim", "epochs", "learning_rate", "batch_size", "seed"):
         plan_parameters({name: 1}, numbered_notebooks(NOTEBOOKS))
 
@@ -160,8 +174,8 @@ def test_an_interrupted_run_keeps_finished_results_and_the_next_run_works(tmp_pa
 def test_the_parameters_table_lists_who_reads_what(two_notebooks, capsys):
     table = parameters_table(numbered_notebooks(two_notebooks))
     lines = table.splitlines()
-    assert lines[0] == "| parameter | notebooks: default | what it sets |"
-    assert "| `embedding_dim` | 01, 02: `32` |  |" in lines and '| `sweep_dims` | 02: `"8 32"` |  |' in lines
+    assert lines[0] == "| parameter | notebooks: default | `make study` | what it sets |"
+    assert "| `embedding_dim` | 01, 02: `32` |  |  |" in lines and '| `sweep_dims` | 02: `"8 32"` |  |  |' in lines
     assert not any("output_dir" in line for line in lines)  # the runner sets it
     assert main(["--notebooks", str(two_notebooks), "--parameters-table"]) == 0
     assert capsys.readouterr().out.strip() == table

@@ -17,10 +17,10 @@ from twotower_utils import presets
 from twotower_utils.config import ConfigError, RunConfig
 from twotower_utils.data.movielens import DataUnavailableError
 from twotower_utils.data.splits import make_split
-from twotower_utils.experiments.workflow import load_data, load_or_train, load_saved_run, prepare
+from twotower_utils.experiments.workflow import load_data, load_or_train, load_saved_run, prepare, save_training
 from twotower_utils.results import MODEL_DIR, load_model_weights
 from twotower_utils.serving.export import INDEX_KINDS, export_model
-from twotower_utils.training import build_for
+from twotower_utils.training import TrainingResult, build_for
 
 PROG = "python -m twotower_utils export"
 SERVING_DIR = "serving"  # under output_dir: the best model's weights, reused by the next export
@@ -36,6 +36,16 @@ def best_model(
     data, split = prepare(config, data_dir)
     result, loaded = load_or_train(config, data, split, Path(output_dir) / SERVING_DIR, verbose=verbose)
     return result.model, config, data, split, loaded
+
+
+def keep_for_serving(result: TrainingResult, config: RunConfig, output_dir: str | Path) -> bool:
+    """Save a best two-tower trained elsewhere (notebook 06's walk) where ``best_model`` looks for it, so serving
+    loads it instead of training the same model again; only a model of ``best_model``'s own run is kept.
+    Returns whether it was kept."""
+    if config != presets.best_two_tower(seed=config.seed, epochs=config.epochs):
+        return False
+    save_training(result, config, Path(output_dir) / SERVING_DIR)
+    return True
 
 
 def saved_model(model_dir: str | Path, data_dir: str | None = None):

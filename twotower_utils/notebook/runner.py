@@ -3,6 +3,9 @@
 - ``-p name=value`` is checked against every notebook's ``parameters`` cell before anything runs:
   a name no notebook has, or a value of the wrong type for the default, stops with one message;
   a name only some notebooks have goes to those.
+- ``--study`` runs the full studies instead of the teaching defaults: every name of ``STUDY`` goes to the
+  notebooks whose ``parameters`` cell has it (``-p`` still wins), e.g. 3 model seeds instead of 1 and the whole
+  grids; ``make study``.
 - ``--parameters-table`` prints, as Markdown, which notebooks read which parameter and its defaults (README's
   "Changing parameters" table), from the notebooks' ``parameters`` cells.
 - Progress: one line per notebook with elapsed time; on a terminal also a per-cell bar.
@@ -35,6 +38,13 @@ from twotower_utils.results import update_json
 PROG = "python -m twotower_utils run"
 DEFAULT_KERNEL = "twotower"
 SET_BY_RUNNER = ("output_dir",)  # every notebook has it; the runner passes --output-dir
+# The full studies (``--study``, ``make study``): the values behind the tables in docs/results.md, where a notebook's
+# default teaches with less (one seed, the chosen point of a grid) so that it runs in a few minutes.  Each value was
+# the notebook's default before the series was cut to teaching size; a name goes to every notebook that has it.
+STUDY: dict[str, Any] = {
+    "seeds": 3,  # 06-10: model seeds per configuration (mean ± std)
+    "validation_folds": 5,  # 06: the validation check's folds, as `make tune` chose with
+}
 _NO_DEFAULT = object()  # a default that is an expression, not a literal: any value goes
 
 
@@ -62,8 +72,8 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 
 def parameters_table(notebooks: list[Path]) -> str:
     """A Markdown table of every ``-p`` parameter of ``notebooks`` (not those the runner sets): the notebooks whose
-    ``parameters`` cell has it, with its default there (notebooks that share a default share a line), and the
-    cell's comment on it.  Rows in the order the notebooks first declare them."""
+    ``parameters`` cell has it, with its default there (notebooks that share a default share a line), its value
+    under ``--study`` (``STUDY``) and the cell's comment on it.  Rows in the order the notebooks first declare them."""
     import papermill
 
     rows: dict[str, dict[str, Any]] = {}
@@ -75,10 +85,11 @@ def parameters_table(notebooks: list[Path]) -> str:
             row = rows.setdefault(name, {"defaults": {}, "help": ""})
             row["defaults"].setdefault(found["default"], []).append(number)
             row["help"] = row["help"] or (found.get("help") or "").strip()
-    lines = ["| parameter | notebooks: default | what it sets |", "|---|---|---|"]
+    lines = ["| parameter | notebooks: default | `make study` | what it sets |", "|---|---|---|---|"]
     for name, row in rows.items():
         defaults = "; ".join(f"{', '.join(numbers)}: `{default}`" for default, numbers in row["defaults"].items())
-        lines.append(f"| `{name}` | {defaults} | {row['help'].replace('|', '/')} |")
+        study = f"`{STUDY[name]!r}`" if name in STUDY else ""
+        lines.append(f"| `{name}` | {defaults} | {study} | {row['help'].replace('|', '/')} |")
     return "\n".join(lines)
 
 
@@ -117,6 +128,12 @@ def plan_parameters(parameters: dict[str, Any], notebooks: list[Path]) -> dict[P
         }
         for notebook, names in declared.items()
     }
+
+
+def study_parameters(notebooks: list[Path]) -> dict[str, Any]:
+    """The names of ``STUDY`` that some notebook of this run has (``--only 06 --study`` passes 06's only)."""
+    declared = set().union(*(notebook_parameters(notebook) for notebook in notebooks))
+    return {name: value for name, value in STUDY.items() if name in declared}
 
 
 _KERNELS: weakref.WeakSet = weakref.WeakSet()  # the kernel managers of this run, to stop on a signal
@@ -281,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         "-p", "--parameter", action="append", default=[], help="name=value for every notebook whose parameters have it"
     )
     parser.add_argument(
+        "--study",
+        action="store_true",
+        help="the full studies: the values of STUDY (3 seeds, whole grids) for the notebooks that have them",
+    )
+    parser.add_argument(
         "--parameters-table",
         action="store_true",
         help="print which notebooks read which parameters (Markdown), run nothing",
@@ -297,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         print(parameters_table(notebooks))
         return 0
     try:
+        if args.study:
+            parameters = {**study_parameters(notebooks), **parameters}
         plan = plan_parameters(parameters, notebooks)
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
