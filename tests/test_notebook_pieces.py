@@ -111,7 +111,9 @@ def test_06_written_out_ease_is_the_packages(tiny_data, tiny_split):
     base = {"ease_lambda": lam, "scores": {f"EASE (lambda {lam:g})": package}}
     cell = run_in_sight("06", data=tiny_data, split=tiny_split, base=base)
     assert cell["ease_in_sight"].shape == package.shape
-    np.testing.assert_allclose(cell["ease_in_sight"], package, atol=1e-8)  # the package adds a 1e-9 popularity tie-break
+    np.testing.assert_allclose(
+        cell["ease_in_sight"], package, atol=1e-8
+    )  # the package adds a 1e-9 popularity tie-break
     assert cell["ease_difference"] < 1e-8 and np.abs(cell["ease_in_sight"]).max() > 1e-3
     assert np.all(np.diag(cell["B"]) == 0)
 
