@@ -44,6 +44,8 @@ SET_BY_RUNNER = ("output_dir",)  # every notebook has it; the runner passes --ou
 STUDY: dict[str, Any] = {
     "seeds": 3,  # 06-10: model seeds per configuration (mean ± std)
     "validation_folds": 5,  # 06: the validation check's folds, as `make tune` chose with
+    "side_roads": True,  # 06: normalised embeddings, side features and deeper towers off the best model
+    "ann_candidates": 1_000_000,  # serving: the synthetic catalogue of exact vs ScaNN search
 }
 _NO_DEFAULT = object()  # a default that is an expression, not a literal: any value goes
 
