@@ -77,6 +77,21 @@ def test_stop_gradient_keeps_the_rating_task_out_of_the_towers(tiny_data, tiny_s
     assert all(g is not None for g in tape.gradient(rating, model.rating_head.trainable_variables))
 
 
+def test_rating_only_steps_take_the_rating_gradient_alone(tiny_data, tiny_split, multitask):
+    """w_retrieval = 0: the softmax is still computed (and logged) but kept out of the backward pass; the gradient
+    is the rating loss's, exactly."""
+    model = build_for(multitask.replace(retrieval_weight=0.0, rating_weight=1.0), tiny_data, tiny_split.train)
+    batch = _batch(tiny_split.train)
+    with tf.GradientTape(persistent=True) as tape:
+        total = model.compute_loss(batch, training=True)
+        _, rating = model.task_losses(batch, training=True)
+    variables = model.user_tower.trainable_variables + model.rating_head.trainable_variables
+    for mine, theirs in zip(tape.gradient(total, variables), tape.gradient(rating, variables), strict=True):
+        np.testing.assert_array_equal(tf.convert_to_tensor(mine).numpy(), tf.convert_to_tensor(theirs).numpy())
+    assert float(total) == pytest.approx(float(rating), rel=1e-6)
+    assert float(model.retrieval_tracker.result()) > 0  # the retrieval loss is still logged
+
+
 def test_history_logs_both_task_losses_and_the_rmse(tiny_data, tiny_split, multitask):
     result = train(multitask, tiny_data, tiny_split, verbose=0, curves=False)
     history = result.history

@@ -44,6 +44,11 @@ def test_sweep_points_hold_both_single_tasks_one_to_one_and_the_balanced_point()
     assert points["joint, rating stop-gradient (1 : 1)"]["rating_stop_gradient"] is True
     assert list(points)[2:5] == ["joint (1 : 0.1)", "joint (1 : 1)", "joint (1 : 3)"]  # by weight
     assert len(mt.sweep_points(6.5, (1.0,), stop_gradient=False)) == 4
+    assert list(mt.sweep_points(None, (0.3,), stop_gradient=False)) == [
+        mt.RATING_ONLY,
+        mt.RETRIEVAL_ONLY,
+        "joint (1 : 0.3)",
+    ]
     own = mt.sweep_points(6.5, (1.0,), rating_only={"l2_regularization": 0.2})[mt.RATING_ONLY]
     assert own == {"l2_regularization": 0.2, "retrieval_weight": 0.0, "rating_weight": 1.0}
 
@@ -71,19 +76,19 @@ def test_pareto_front_drops_points_beaten_on_both_axes():
     assert mt.pareto_front(summaries) == ["a", "b", "e"]
 
 
-def test_target_check_measures_both_gaps():
+def test_tolerance_check_measures_both_gaps():
     summaries = {
         mt.RETRIEVAL_ONLY: _summary(0.180, 1.10),
         mt.RATING_ONLY: _summary(0.010, 0.920),
         "good": _summary(0.176, 0.925),
         "bad": _summary(0.170, 0.905),
     }
-    good = mt.target_check(summaries, "good")
+    good = mt.tolerance_check(summaries, "good")
     assert good["HR@10 lost to the rating task"] == pytest.approx(0.004)
     assert good["RMSE above rating-only"] == pytest.approx(0.005)
-    assert good["target reached"]
-    bad = mt.target_check(summaries, "bad")
-    assert not bad["target reached"] and not bad["within 0.005 HR@10 of retrieval-only"]
+    assert good["within both tolerances"]
+    bad = mt.tolerance_check(summaries, "bad")
+    assert not bad["within both tolerances"] and not bad["within 0.005 HR@10 of retrieval-only"]
     assert bad["within 0.01 RMSE of rating-only"]  # better than rating-only is within
 
 

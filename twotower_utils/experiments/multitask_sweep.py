@@ -67,15 +67,15 @@ def point_name(retrieval_weight: float, rating_weight: float, stop_gradient: boo
 
 
 def sweep_points(
-    balanced: float,
+    balanced: float | None,
     rating_weights: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0),
     stop_gradient: bool = True,
     rating_only: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The sweep: rating-only (with ``rating_only``'s changes, default ``presets.rating_only_switches``), retrieval-only,
     joint with ``w_retrieval = 1`` and each of ``rating_weights``, the joint point that balances the losses'
-    scales (``w_rating = balanced``), and optionally 1 : 1 with the rating head reading the embeddings through a
-    stop-gradient.  Name -> config changes."""
+    scales (``w_rating = balanced``; ``None``: no such point), and optionally 1 : 1 with the rating head reading
+    the embeddings through a stop-gradient.  Name -> config changes."""
     rating_only = presets.rating_only_switches() if rating_only is None else rating_only
     points = {
         RATING_ONLY: {**rating_only, "retrieval_weight": 0.0, "rating_weight": 1.0},
@@ -83,7 +83,11 @@ def sweep_points(
     }
     for weight in sorted({float(w) for w in rating_weights}):
         points[point_name(1.0, weight)] = {"retrieval_weight": 1.0, "rating_weight": weight}
-    points[point_name(1.0, balanced, label="balanced")] = {"retrieval_weight": 1.0, "rating_weight": float(balanced)}
+    if balanced is not None:
+        points[point_name(1.0, balanced, label="balanced")] = {
+            "retrieval_weight": 1.0,
+            "rating_weight": float(balanced),
+        }
     if stop_gradient:
         changes = {"retrieval_weight": 1.0, "rating_weight": 1.0, "rating_stop_gradient": True}
         points[point_name(1.0, 1.0, stop_gradient=True)] = changes
@@ -228,7 +232,7 @@ def plot_task_losses(histories: dict[str, pd.DataFrame], names: Sequence[str] | 
     return fig
 
 
-def target_check(
+def tolerance_check(
     summaries: dict[str, dict],
     joint: str,
     hit_tolerance: float = 0.005,
@@ -255,7 +259,7 @@ def target_check(
             "RMSE above rating-only": rmse_gap,
             f"within {hit_tolerance:g} HR@10 of retrieval-only": bool(hit_gap <= hit_tolerance),
             f"within {rmse_tolerance:g} RMSE of rating-only": bool(rmse_gap <= rmse_tolerance),
-            "target reached": bool(hit_gap <= hit_tolerance and rmse_gap <= rmse_tolerance),
+            "within both tolerances": bool(hit_gap <= hit_tolerance and rmse_gap <= rmse_tolerance),
         }
     )
 

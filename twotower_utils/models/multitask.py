@@ -112,6 +112,8 @@ class MultitaskModel(TwoTowerModel):
         batch = tf.cast(tf.shape(features["user_id"])[0], tf.float32)
         self.retrieval_tracker.update_state(retrieval / batch, sample_weight=batch)  # per example
         self.rating_tracker.update_state(rating / batch, sample_weight=batch)
+        if self.retrieval_weight == 0:  # rating-only: the softmax adds exactly nothing to the gradient, so a step
+            retrieval = tf.stop_gradient(retrieval)  # skips its backward pass (its loss is still logged)
         return self.retrieval_weight * retrieval + self.rating_weight * rating
 
     def predict_ratings(self, user_ids, movie_ids) -> tf.Tensor:
