@@ -118,6 +118,7 @@ SMALL = {
     "latency_calls": 100,
     "rating_weights": 1,  # notebook 08: fewer joint points
     "joint_rating_weight": 1,
+    "stop_gradient_point": True,  # its retrieval must equal retrieval-only's exactly
     "sequence_epochs": 2,  # notebook 10: short histories, one point of the quality-vs-L curve, one EASE lambda
     "history_length": 10,
     "history_lengths": "10",

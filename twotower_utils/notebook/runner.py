@@ -45,6 +45,9 @@ STUDY: dict[str, Any] = {
     "seeds": 3,  # 06-10: model seeds per configuration (mean ± std)
     "validation_folds": 5,  # 06: the validation check's folds, as `make tune` chose with
     "side_roads": True,  # 06: normalised embeddings, side features and deeper towers off the best model
+    "rating_weights": "0.03,0.1,0.3,1,3",  # multitask: every joint point of the sweep (w_retrieval = 1)
+    "balanced_point": True,  # multitask: the point whose two losses are equal at initialisation
+    "stop_gradient_point": True,  # multitask: a rating head on frozen retrieval embeddings
     "ann_candidates": 1_000_000,  # serving: the synthetic catalogue of exact vs ScaNN search
 }
 _NO_DEFAULT = object()  # a default that is an expression, not a literal: any value goes
