@@ -58,10 +58,35 @@ def test_the_two_stages_run_end_to_end(tiny_data, tiny_split):
     assert row[rk.HR] == pytest.approx(stage_one[rk.HR])
     for measures in (r[0] for r in runs.values()):
         assert set(measures) == set(rk.TWO_STAGE_COLUMNS) and 0 <= measures[rk.HR] <= 1
-    target = rk.two_stage_target(runs)
+    beats = rk.beats_stage_one(runs)
     chosen = presets.two_stage()["pipeline"]
-    assert target["pipeline"].startswith(chosen) and isinstance(target["beats stage one on both"], bool)
-    assert isinstance(target["... on every seed"], bool)
+    assert beats["pipeline"].startswith(chosen) and isinstance(beats["beats stage one on both"], bool)
+    assert isinstance(beats["... on every seed"], bool)
+
+
+def test_kept_models_are_trained_once_and_reused_by_the_ensemble_and_the_two_stages(tiny_data, tiny_split):
+    fold = validation_split(tiny_split.train, 0.2, seed=0)
+    models = rk.TrainedModels(tiny_data, FAST)
+    names = ["user + movie biases", "MF (biases + dot product)"]
+    runs = rk.run_rating_models(names, tiny_data, tiny_split, [3], log=lambda _: None, models=models)
+    assert models.trained == 2
+    rk.run_ensemble(names, tiny_data, tiny_split, fold, [3], log=lambda _: None, models=models)
+    assert models.trained == 4  # the members on the fold; those on the split were kept
+    stage = rk.stage_inputs(tiny_data, tiny_split, 3, rating_model="MF (biases + dot product)", models=models)
+    assert models.trained == 6  # stage one and EASE; the rating model was kept
+    assert stage.rating_model is models.rating("MF (biases + dot product)", tiny_split, 3)
+    # a kept model is the one a retraining gives: the same seed, the same numbers
+    again = rk.rating_measure(
+        rk.fit_rating_model("MF (biases + dot product)", tiny_data, tiny_split, 3, FAST), tiny_split
+    )
+    assert again["RMSE"] == pytest.approx(runs["MF (biases + dot product)"][0]["RMSE"], abs=1e-6)
+
+
+def test_model_names_read_the_short_keys():
+    assert rk.model_names("mean, als,mf") == ["global mean", "biased MF (ALS)", "MF (biases + dot product)"]
+    assert rk.model_names(["multitask", "global mean"]) == [rk.MULTITASK, "global mean"]
+    with pytest.raises(ValueError, match="unknown rating model"):
+        rk.model_names("mf,svd")
 
 
 def test_choose_blend_takes_the_best_mean_and_prefers_small_weights_on_ties():
