@@ -48,6 +48,10 @@ STUDY: dict[str, Any] = {
     "rating_weights": "0.03,0.1,0.3,1,3",  # multitask: every joint point of the sweep (w_retrieval = 1)
     "balanced_point": True,  # multitask: the point whose two losses are equal at initialisation
     "stop_gradient_point": True,  # multitask: a rating head on frozen retrieval embeddings
+    "rating_models": "mean,biases,als,mf,mlp,mlp+features,dcn,dcn+features,svd++,multitask",  # ranking: every model
+    "ensemble_members": "als,svd++,multitask",  # ranking: the blend chosen on validation (make ranking-tune)
+    "rerank_model": "svd++",  # ranking: the rating model the blend's N and w were tuned with
+    "candidate_counts": "10,25,50,100,200",  # ranking: every N of the two stages' trade-off
     "ann_candidates": 1_000_000,  # serving: the synthetic catalogue of exact vs ScaNN search
 }
 _NO_DEFAULT = object()  # a default that is an expression, not a literal: any value goes
