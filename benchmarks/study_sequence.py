@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "loss": args.loss,
         "negatives": args.negatives,
-        "log": log,
+        "epoch_log": log,
     }
     grids = {"sasrec": args.grid, "gru": args.gru_grid}
     report: dict = {"command": sys.argv, "arguments": sq.plain_json(vars(args) | {"output": str(args.output)})}
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             if protocol == "leave_latest" and args.targets_ahead > 1:
                 grid += [{**g, "ahead": args.targets_ahead} for g in grid[:1]]
             towers[kind] = grid
-        found = sq.compare_protocol(
-            data, protocol, towers, args.seeds, refit=args.refit, log=lambda m, p=protocol: log(f"{p}: {m}"), **training
-        )
+        found = sq.compare_protocol(data, protocol, towers, args.seeds, refit=args.refit, log=log, **training)
         report[protocol] = sq.plain_json({k: v for k, v in found.items()})
         print_table(f"{protocol} (test, filtered)", found["runs"])
     if args.unseen and "leave_latest" in report:
@@ -117,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seeds,
             latest["choices"],
             refit=args.refit,
-            log=lambda m: log(f"unseen: {m}"),
+            log=log,
             **training,
         )
         report["unseen"] = sq.plain_json(found)

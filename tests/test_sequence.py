@@ -34,11 +34,13 @@ def test_validation_is_each_users_last_training_ratings_never_test(data):
 
 
 TINY = {"L": 4, "blocks": 1, "dropout": 0.0, "dim": 8}
-TRAINING = {"max_epochs": 2, "patience": 1, "learning_rate": 0.01, "batch_size": 16, "log": lambda _: None}
+TRAINING = {"max_epochs": 2, "patience": 1, "learning_rate": 0.01, "batch_size": 16, "epoch_log": lambda _: None}
 
 
 def test_a_protocol_scores_baselines_towers_and_blends_with_the_same_measures(data):
-    found = sq.compare_protocol(data, "leave_one_out", {"sasrec": [TINY, {**TINY, "L": 2}]}, [1, 2], **TRAINING)
+    found = sq.compare_protocol(
+        data, "leave_one_out", {"sasrec": [TINY, {**TINY, "L": 2}]}, [1, 2], log=lambda _: None, **TRAINING
+    )
     runs = found["runs"]
     tower, blended = sq.next_item_name("sasrec", found["towers"]["sasrec"]["setting"]), sq.blend_name("sasrec")
     assert len(runs[tower]) == len(runs[blended]) == 2

@@ -297,12 +297,12 @@ def train_next_item(
     batch_size: int = 128,
     loss: str = "softmax",
     negatives: int = 0,
-    log: Callable[[str], None] | None = None,
+    epoch_log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train tower ``kind`` with ``setting`` on ``fit`` SASRec's way (``models.sequential``: each sequence once,
     every position predicting the next movie), early-stopped on ``early``'s filtered HR@10 (the tower reads
     ``early.train``) with the best epoch's weights kept.  ``{"model", "trainer", "report", "config", "setting",
-    "kind"}``; ``report`` is ``EarlyStopping.report()`` with the training ``seconds`` and the ``sequences``."""
+    "kind"}`` (``epoch_log``: a line per epoch); ``report`` is ``EarlyStopping.report()`` with the training ``seconds`` and the ``sequences``."""
     config = next_item_config(kind, setting, seed, learning_rate)
     model = build_for(config, data, fit)
     trainer = NextItemModel(
@@ -319,8 +319,8 @@ def train_next_item(
     def score() -> float:
         return filtered_topk_accuracy(model, early.train, early.test, [10])[10]
 
-    epoch_log = None if log is None else (lambda m: log(f"    {kind} seed {seed}: {m}"))
-    stopper = EarlyStopping(score, patience=patience, log=epoch_log)
+    report_epoch = None if epoch_log is None else (lambda m: epoch_log(f"    {kind} seed {seed}: {m}"))
+    stopper = EarlyStopping(score, patience=patience, log=report_epoch)
     started = time.perf_counter()
     fit_next_item(
         trainer,
@@ -455,7 +455,7 @@ def compare_protocol(
         exclude,
         choices,
         split.train if refit else None,
-        log,
+        lambda message: log(f"{protocol}: {message.strip()}"),
         training,
     )
     return {
@@ -505,7 +505,7 @@ def compare_unseen(
         exclude,
         choices,
         split.train if refit else None,
-        log,
+        lambda message: log(f"unseen users: {message.strip()}"),
         training,
     )
     return {
