@@ -20,8 +20,8 @@ def rating_models():
     return list(presets.rating_models().values())
 
 
-def sequence_models():
-    return [presets.sequence_model(protocol) for protocol in presets.PROTOCOLS]
+def next_item():
+    return presets.sequence_next_item()
 
 
 # notebook -> parameter -> the values its default must equal (every one of them)
@@ -68,10 +68,16 @@ PRESETS = {
         "joint_rating_weight": lambda: [presets.multitask_model().model.rating_weight],
     },
     "09": {"best_epochs": lambda: [best().epochs]},
-    "10": {
-        "sequence_embedding_dim": lambda: [c.model.embedding_dim for c in sequence_models()],
-        "sequence_learning_rate": lambda: [c.learning_rate for c in sequence_models()],
-        "sequence_batch_size": lambda: [c.batch_size for c in sequence_models()],
+    "10": {  # the tower trained SASRec's way (presets: chosen.next_item)
+        "tower_kind": lambda: [next_item()["user_tower"]],
+        "history_length": lambda: [next_item()["history_length"]],
+        "blocks": lambda: [next_item()["blocks"]],
+        "dropout": lambda: [next_item()["dropout"]],
+        "sequence_embedding_dim": lambda: [next_item()["embedding_dim"]],
+        "sequence_learning_rate": lambda: [next_item()["learning_rate"]],
+        "sequence_batch_size": lambda: [next_item()["batch_size"]],
+        "sequence_epochs": lambda: [next_item()["max_epochs"]],
+        "patience": lambda: [next_item()["patience"]],
     },
 }
 # the names of the report's model: only its notebooks (01-05) have them, so `make run-notebooks EMBEDDING_DIM=64`

@@ -1,4 +1,5 @@
-"""Notebook 10's machinery (experiments.sequence): temporal protocols, validation, baselines, unseen users."""
+"""Notebook 10's machinery (experiments.sequence): temporal protocols, validation, baselines, towers trained
+SASRec's way and their blends, unseen users."""
 
 import numpy as np
 import pytest
@@ -32,27 +33,52 @@ def test_validation_is_each_users_last_training_ratings_never_test(data):
         sq.protocol_split(data, "random")
 
 
-def test_a_protocol_scores_baselines_and_towers_with_the_same_measures(data):
-    found = sq.run_protocol(data, "leave_one_out", {"mean": tiny_tower()}, seeds=[1, 2], log=lambda _: None)
+TINY = {"L": 4, "blocks": 1, "dropout": 0.0, "dim": 8}
+TRAINING = {"max_epochs": 2, "patience": 1, "learning_rate": 0.01, "batch_size": 16, "epoch_log": lambda _: None}
+
+
+def test_a_protocol_scores_baselines_towers_and_blends_with_the_same_measures(data):
+    found = sq.compare_protocol(
+        data, "leave_one_out", {"sasrec": [TINY, {**TINY, "L": 2}]}, [1, 2], log=lambda _: None, **TRAINING
+    )
     runs = found["runs"]
-    assert len(runs["mean"]) == 2 and all(len(v) == 1 for k, v in runs.items() if k != "mean")
+    tower, blended = sq.next_item_name("sasrec", found["towers"]["sasrec"]["setting"]), sq.blend_name("sasrec")
+    assert len(runs[tower]) == len(runs[blended]) == 2
+    assert all(len(v) == 1 for k, v in runs.items() if k not in (tower, blended))
     assert {name.split(" (")[0] for name in runs} == {
         "most popular",
         "EASE",
         "last item",
         "recency-weighted EASE",
-        "mean",
+        "sasrec all positions",
+        "blend: sasrec + recency-weighted EASE",
     }
     for rows in runs.values():
         for row in rows:
             assert 0 <= row["HR@10"] <= row["HR@100"] <= 1 and 0 <= row["NDCG@10"] <= row["HR@10"] + 1e-12
-    summary = sq.summaries(runs)["mean"]
-    assert summary["HR@10"]["mean"] == pytest.approx(np.mean([r["HR@10"] for r in runs["mean"]]))
-    # leave-one-out: one test rating per user, so NDCG@10 is 1 / log2(1 + rank) of that rating when it is a hit
+            assert row["seconds"] >= 0
+    # the setting is chosen on the first seed's validation among the grid; each seed has its curve and alpha
+    towers = found["towers"]["sasrec"]
+    assert len(towers["grid"]) == 2 and towers["setting"] in (TINY, {**TINY, "L": 2})
+    for detail in towers["seeds"]:
+        assert detail["alpha"] in sq.ALPHAS and 1 <= detail["best_epoch"] <= detail["epochs"] <= 2
+        assert detail["alpha"] == max(detail["alpha_validation"], key=lambda a: (detail["alpha_validation"][a], a))
+    summary = sq.summaries(runs)[tower]
+    assert summary["HR@10"]["mean"] == pytest.approx(np.mean([r["HR@10"] for r in runs[tower]]))
+    assert set(summary) == {"HR@10", "NDCG@10", "HR@100", "seconds"}
     recency = next(v for k, v in runs.items() if k.startswith("recency"))[0]
     chosen = found["choices"]["recency"]
     assert found["choices"]["recency_validation"] == max(row["HR@10"] for row in found["choices"]["recency_grid"])
     assert set(chosen) == {"lambda", "a", "tau"} and 0 <= recency["NDCG@10"] <= recency["HR@10"]
+
+
+def test_the_blend_standardises_both_scores_per_user():
+    rng = np.random.default_rng(0)
+    tower, ease = rng.normal(size=(3, 6)), 100 * rng.normal(size=(3, 6))
+    z = sq.standardised(tower)
+    assert (z[:, 0] == 0).all() and np.allclose(z[:, 1:].mean(axis=1), 0) and np.allclose(z[:, 1:].std(axis=1), 1)
+    np.testing.assert_allclose(sq.blend(tower, ease, 1.0), z)
+    np.testing.assert_allclose(sq.blend(tower, ease, 0.0), sq.standardised(ease))
 
 
 def test_unseen_users_are_scored_from_earlier_test_ratings_only(data):
@@ -65,16 +91,17 @@ def test_unseen_users_are_scored_from_earlier_test_ratings_only(data):
         assert set(history[history > 0]) == earlier == set(np.flatnonzero(excluded))
         assert row.movie_idx not in earlier
     choices = {"ease_lambda": 10.0, "recency": {"lambda": 10.0, "a": 3.0, "tau": 2.0}}
-    found = sq.run_unseen(data, tiny_tower(use_user_id=True), [1], choices, 0.5)
-    name = "mean, L 4"  # the user id is dropped: these users have none
-    assert set(found["runs"]) >= {name, "most popular"} and found["test"] == len(unseen)
-    protocol = sq.run_protocol(data, "leave_one_out", {"mean, L 4": tiny_tower()}, [1, 2], log=lambda _: None)
-    verdict = sq.verdict({"leave_one_out": protocol}, found)
-    assert verdict["unseen users: most popular, HR@10"] == found["runs"]["most popular"][0]["HR@10"]
-    assert verdict["unseen users: mean, L 4, HR@10 (mean)"] == found["runs"][name][0]["HR@10"]
+    found = sq.compare_unseen(data, {"gru": [TINY]}, [1], choices, train_fraction=0.5, **TRAINING)
+    name = sq.next_item_name("gru", TINY)
+    assert set(found["runs"]) >= {name, "most popular", sq.blend_name("gru")} and found["test"] == len(unseen)
+    protocol = sq.compare_protocol(data, "leave_one_out", {"gru": [TINY]}, [1, 2], choices=choices, **TRAINING)
+    side = sq.head_to_head({"leave_one_out": protocol}, found)
+    assert side.loc["unseen users: gru", "most popular"] == found["runs"]["most popular"][0]["HR@10"]
+    assert side.loc["unseen users: gru", "tower"] == found["runs"][name][0]["HR@10"]
     recency = next(v for k, v in protocol["runs"].items() if k.startswith("recency"))[0]["HR@10"]
-    beats = min(r["HR@10"] for r in protocol["runs"][name]) > recency
-    assert verdict["leave_one_out: the tower beats recency-weighted EASE on every seed"] == beats
+    row = side.loc["leave_one_out: gru"]
+    assert row["tower - recency-weighted EASE"] == pytest.approx(row["tower"] - recency)
+    assert row["tower"] == pytest.approx(np.mean([r["HR@10"] for r in protocol["runs"][name]]))
 
 
 def test_choose_takes_the_best_tower_then_its_best_length_and_epoch():
@@ -122,12 +149,15 @@ def test_the_choices_written_to_the_presets_build_the_towers(tmp_path):
 
 
 def test_length_curve_and_its_plot(data, tmp_path):
-    curve = sq.length_curve(data, "leave_one_out", tiny_tower(epochs=1), [1, 3])
+    choices = {"ease_lambda": 10.0, "recency": {"lambda": 10.0, "a": 3.0, "tau": 2.0}}
+    curve = sq.length_curve(data, "leave_one_out", "sasrec", TINY, [1, 3], choices, 0, **TRAINING)
     assert list(curve["L"]) == [1, 3] and curve[["tower", sq.RECENCY_EASE]].to_numpy().max() <= 1
-    sq.plot_length_curve(curve, "mean", "tiny").savefig(tmp_path / "curve.png")
+    sq.plot_length_curve(curve, "sasrec", "tiny").savefig(tmp_path / "curve.png")
     assert (
         sq.tower_name(tiny_tower(user_tower="sasrec", blocks=2, use_user_id=True)) == "sasrec (2 blocks), L 4 + user id"
     )
+    assert sq.parse_setting("L=50,blocks=1") == {"L": 50, "blocks": 1, "dropout": 0.2, "dim": 64}
+    assert sq.describe(TINY) == "L 4, 1 block, d 8, dropout 0"
 
 
 def test_the_command_line_refuses_bad_epochs(capsys):

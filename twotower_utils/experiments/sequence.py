@@ -4,17 +4,22 @@ Two protocols hold out each user's *latest* ratings: **leave-latest-out** (the l
 ratings) and **leave-one-out** (the single latest rating, ranked against the whole catalogue).  Their
 validation is built the same way inside training (``splits.hold_out_latest``: each user's last training
 ratings), and everything is chosen there, never on test: EASE's lambda, recency-weighted EASE's lambda, a and
-tau, the sequence tower, its history length L and its epochs.  Every number is filtered (the user's
-training movies are left out of the ranking): HR@10, NDCG@10 and HR@100, from the one counting core.
+tau, the tower's setting and epochs, the blend weight.  Every number is filtered (the user's training movies are
+left out of the ranking): HR@10, NDCG@10 and HR@100, from the one counting core.
 
-The third test is the **global time cut** (``splits.temporal_split``): 85% of its test ratings come from
-users with no training rating at all.  An id tower cannot serve them; a model that reads a history can,
-from the ratings the user gave earlier *inside the test period* (``data.history.histories_before``).
+The towers are trained SASRec's way (``train_next_item`` over ``models.sequential``: each user's sequence once,
+every position predicting the next movie, early-stopped on validation HR@10), and blended with recency-weighted
+EASE (``blend``: per-user z-scores, the weight chosen on validation).  ``compare_protocol`` runs one protocol,
+``compare_unseen`` the **global time cut** (``splits.temporal_split``), where most test ratings come from users
+with no training rating at all: an id tower cannot serve them; a model that reads a history can, from the
+ratings the user gave earlier *inside the test period* (``data.history.histories_before``).  Notebook 10 and
+``make sequence-study`` (``benchmarks/study_sequence.py``) both run on these.
 
-``python -m twotower_utils sequence`` (``make sequence-tune``) makes the validation choices and writes them
-(each protocol's tower, its history length and epochs, the baselines' settings), with the command, the date and
-the validation scores, to the presets (``twotower_utils/presets/sequence.json``); ``presets.sequence_model``
-reads them.
+``python -m twotower_utils sequence`` (``make sequence-tune``) makes the validation choices of the towers
+trained the two-tower's way (one example per rating) and of the baselines, and writes them (each protocol's
+tower, its history length and epochs, the baselines' settings), with the command, the date and the validation
+scores, to the presets (``twotower_utils/presets/sequence.json``); ``presets.sequence_model`` and
+``presets.sequence_baselines`` read them.
 """
 
 from __future__ import annotations
@@ -40,14 +45,16 @@ from twotower_utils.evaluation.counting import filtered_topk_accuracy, seen_matr
 from twotower_utils.evaluation.metrics import model_scores, ranking_metrics
 from twotower_utils.experiments import comparison
 from twotower_utils.experiments.workflow import load_data
+from twotower_utils.models.sequential import EarlyStopping, NextItemModel, fit_next_item, next_item_sequences
+from twotower_utils.models.towers import SequenceTower as SequenceTowerModel
 from twotower_utils.results import write_json_atomic
-from twotower_utils.runtime import progress, say
-from twotower_utils.training import train
+from twotower_utils.runtime import say
+from twotower_utils.training import build_for, train
 
 PROG = "python -m twotower_utils sequence"
 PROTOCOLS = {"leave_latest": 0.2, "leave_one_out": None}  # held-out share of each user's ratings (None: one)
 COLUMNS = ("HR@10", "NDCG@10", "HR@100")  # all filtered
-TARGET = "HR@10"
+METRIC = "HR@10"
 MOST_POPULAR, EASE, LAST_ITEM, RECENCY_EASE = "most popular", "EASE", "last item (cosine)", "recency-weighted EASE"
 # Recency-weighted EASE grid (a = 0 is plain EASE on the same lambdas)
 RECENCY_LAMBDAS = (50.0, 200.0, 800.0)
@@ -110,23 +117,39 @@ def choose_baselines(data: MovieLens, validation: Split, lambdas: Sequence[float
     }
 
 
-def baseline_scores(data: MovieLens, train_frame: pd.DataFrame, histories: np.ndarray, choices: dict) -> dict:
+def baseline_scores(
+    data: MovieLens,
+    train_frame: pd.DataFrame,
+    histories: np.ndarray,
+    choices: dict,
+    seconds: dict[str, float] | None = None,
+) -> dict:
     """Most-popular, EASE, last item and recency-weighted EASE scores, one row per history (``histories``:
-    every user id's training history, or one query per test rating for users without training ratings)."""
+    every user id's training history, or one query per test rating for users without training ratings);
+    ``seconds`` (a dict) receives each one's time to fit and score."""
     users, movies = data.num_users, data.num_movies
     recency = choices["recency"]
-    plain = baselines.recency_ease_scores(train_frame, histories, users, movies, choices["ease_lambda"], 0.0, 1.0)
-    popular = baselines.popularity_scores(train_frame, users, movies)[0]
-    return {
-        MOST_POPULAR: np.broadcast_to(popular, (len(histories), movies + 1)),
-        f"{EASE} (lambda {choices['ease_lambda']:g})": plain,
-        LAST_ITEM: baselines.last_item_scores(train_frame, histories, users, movies),
-        f"{RECENCY_EASE} (lambda {recency['lambda']:g}, a {recency['a']:g}, tau {recency['tau']:g})": (
+    makers = {
+        MOST_POPULAR: lambda: np.broadcast_to(
+            baselines.popularity_scores(train_frame, users, movies)[0], (len(histories), movies + 1)
+        ),
+        f"{EASE} (lambda {choices['ease_lambda']:g})": lambda: baselines.recency_ease_scores(
+            train_frame, histories, users, movies, choices["ease_lambda"], 0.0, 1.0
+        ),
+        LAST_ITEM: lambda: baselines.last_item_scores(train_frame, histories, users, movies),
+        f"{RECENCY_EASE} (lambda {recency['lambda']:g}, a {recency['a']:g}, tau {recency['tau']:g})": lambda: (
             baselines.recency_ease_scores(
                 train_frame, histories, users, movies, recency["lambda"], recency["a"], recency["tau"]
             )
         ),
     }
+    scores = {}
+    for name, make in makers.items():
+        started = time.perf_counter()
+        scores[name] = make()
+        if seconds is not None:
+            seconds[name] = time.perf_counter() - started
+    return scores
 
 
 # --- sequence towers -----------------------------------------------------------------------------------------
@@ -151,57 +174,11 @@ def validation_curve(config: RunConfig, data: MovieLens, validation: Split) -> l
     return curve.values
 
 
-def run_sequence(config: RunConfig, data: MovieLens, split: Split, seeds: Sequence[int]) -> list[dict]:
-    """Train ``config`` once per seed on ``split.train``; each user's query is their training history."""
-    runs = []
-    exclude = seen(split.train, data)
-    for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
-        result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
-        scores = model_scores(result.model, split.train)
-        runs.append({**measures(scores, exclude, split.test), "seconds": result.seconds})
-    return runs
-
-
-def run_protocol(
-    data: MovieLens,
-    protocol: str,
-    towers: dict[str, RunConfig],
-    seeds: Sequence[int],
-    log: Callable[[str], None] = say,
-    lambdas: Sequence[float] = RECENCY_LAMBDAS,
-) -> dict[str, Any]:
-    """One protocol: the baselines (chosen on its validation; recency-weighted EASE over ``lambdas``) and each
-    sequence tower, on test."""
-    split = protocol_split(data, protocol)
-    validation = validation_for(split, protocol)
-    choices = choose_baselines(data, validation, lambdas)
-    recency = choices["recency"]
-    log(
-        f"{protocol}: chosen on validation: EASE lambda {choices['ease_lambda']:g}; recency-weighted EASE lambda "
-        f"{recency['lambda']:g}, a {recency['a']:g}, tau {recency['tau']:g}"
-    )
-    histories = user_histories(split.train, data.num_users)
-    exclude = seen(split.train, data)
-    runs = {
-        name: [measures(s, exclude, split.test)]
-        for name, s in baseline_scores(data, split.train, histories, choices).items()
-    }
-    for name, config in towers.items():
-        runs[name] = run_sequence(config, data, split, seeds)
-        log(f"{protocol}: {name}: HR@10 {np.mean([r['HR@10'] for r in runs[name]]):.4f}")
-    return {
-        "choices": choices,
-        "runs": runs,
-        "test": len(split.test),
-        "train": len(split.train),
-        "validation": len(validation.test),
-    }
-
-
 def summaries(runs: dict[str, list[dict]]) -> dict[str, dict]:
-    """Mean and standard deviation over seeds of every column (``comparison.summarise``)."""
+    """Mean and standard deviation over seeds of every column and of the ``seconds`` (``comparison.summarise``)."""
     return {
-        name: comparison.summarise([{c: r[c] for c in COLUMNS} for r in rs], columns=dict) for name, rs in runs.items()
+        name: comparison.summarise([{c: r[c] for c in (*COLUMNS, "seconds") if c in r} for r in rs], columns=dict)
+        for name, rs in runs.items()
     }
 
 
@@ -227,28 +204,6 @@ def unseen_queries(data: MovieLens, train_fraction: float = 0.8) -> dict[str, An
     }
 
 
-def run_unseen(
-    data: MovieLens, config: RunConfig, seeds: Sequence[int], choices: dict, train_fraction: float = 0.8
-) -> dict[str, Any]:
-    """Baselines and the sequence tower (without the user id: these users have none) on the time cut's users
-    that have no training rating, each test rating scored from the user's earlier test-period ratings."""
-    queries = unseen_queries(data, train_fraction)
-    split, histories, exclude, test = queries["split"], queries["histories"], queries["exclude"], queries["test"]
-    runs = {
-        name: [measures(s, exclude, test)] for name, s in baseline_scores(data, split.train, histories, choices).items()
-    }
-    config = config.replace(use_user_id=False)
-    name = tower_name(config)
-    length = config.model.history_length
-    runs[name] = []
-    for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
-        result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
-        users = result.model.user_tower.embed(histories[:, -length:])
-        movies = result.model.movie_tower.embed_all().numpy()
-        runs[name].append({**measures(users @ movies.T, exclude, test), "seconds": result.seconds})
-    return {"runs": runs, "test": len(test), "share": queries["share"], "time_cut_test": len(split.test)}
-
-
 def tower_name(config: RunConfig) -> str:
     """``"sasrec (1 block), L 50"``, ``"gru, L 50 + user id"``..."""
     tower = config.model.user_tower
@@ -258,60 +213,401 @@ def tower_name(config: RunConfig) -> str:
     return f"{kind}, L {tower.history_length}{' + user id' if tower.use_user_id else ''}"
 
 
-def verdict(protocols: dict[str, dict], unseen: dict) -> pd.Series:
-    """The goal: each protocol's chosen tower beats recency-weighted EASE (mean and every seed) and the tower
-    beats most-popular on the unseen users of the time cut, by filtered HR@10."""
-    answers = {}
-    for protocol, found in protocols.items():
-        recency = next(v for k, v in found["runs"].items() if k.startswith(RECENCY_EASE))[0][TARGET]
-        tower = next(k for k in found["runs"] if k not in _baseline_names(found["runs"]))
-        values = [r[TARGET] for r in found["runs"][tower]]
-        answers[f"{protocol}: {tower}, HR@10 (mean)"] = float(np.mean(values))
-        answers[f"{protocol}: recency-weighted EASE, HR@10"] = recency
-        answers[f"{protocol}: the tower beats recency-weighted EASE on every seed"] = bool(min(values) > recency)
-    tower = next(k for k in unseen["runs"] if k not in _baseline_names(unseen["runs"]))
-    popular = unseen["runs"][MOST_POPULAR][0][TARGET]
-    values = [r[TARGET] for r in unseen["runs"][tower]]
-    answers[f"unseen users: {tower}, HR@10 (mean)"] = float(np.mean(values))
-    answers["unseen users: most popular, HR@10"] = popular
-    answers["unseen users: the tower beats most popular on every seed"] = bool(min(values) > popular)
-    return pd.Series(answers)
+# --- sequence towers trained SASRec's way (every position predicts the next movie) ------------------------------
+
+ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))  # the blend weights tried on validation
+TOWER_KINDS = ("sasrec", "gru")
+SETTING = {"L": 200, "blocks": 2, "dropout": 0.2, "dim": 64}  # make sequence-study's SASRec (a setting's defaults)
 
 
-def _baseline_names(runs: dict) -> set[str]:
-    return {k for k in runs if k.startswith((MOST_POPULAR, EASE, LAST_ITEM, RECENCY_EASE))}
+def parse_setting(text: str) -> dict:
+    """``"L=200,blocks=2,dropout=0.2,dim=64"`` -> ``{"L": 200, "blocks": 2, "dropout": 0.2, "dim": 64}`` (the
+    keys not given keep ``SETTING``'s values; ``ahead=k``: also the next k movies as targets)."""
+    setting = dict(SETTING)
+    for part in filter(None, text.split(",")):
+        key, value = part.split("=")
+        setting[key.strip()] = float(value) if key.strip() == "dropout" else int(value)
+    return setting
+
+
+def describe(setting: dict, kind: str = "sasrec") -> str:
+    """``"L 50, 1 blocks, d 64, dropout 0.2"``: a setting in a table's model name."""
+    parts = [f"L {setting['L']}", f"d {setting['dim']}", f"dropout {setting['dropout']:g}"]
+    if kind == "sasrec":
+        parts.insert(1, f"{setting['blocks']} block{'s' if setting['blocks'] > 1 else ''}")
+    if setting.get("ahead", 1) > 1:
+        parts.append(f"{setting['ahead']} ahead")
+    return ", ".join(parts)
+
+
+def next_item_name(kind: str, setting: dict) -> str:
+    """The tower's row in the tables: ``"sasrec all positions (L 50, 1 block, d 64, dropout 0.2)"``."""
+    return f"{kind} all positions ({describe(setting, kind)})"
+
+
+def blend_name(kind: str) -> str:
+    return f"blend: {kind} + {RECENCY_EASE}"
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    """Each row's scores over the catalogue (columns 1..M) as z-scores; column 0 (out of vocabulary) stays 0."""
+    body = np.asarray(scores, np.float64)[:, 1:]
+    z = (body - body.mean(axis=1, keepdims=True)) / np.maximum(body.std(axis=1, keepdims=True), 1e-12)
+    return np.concatenate([np.zeros((len(z), 1)), z], axis=1)
+
+
+def blend(tower: np.ndarray, ease: np.ndarray, alpha: float) -> np.ndarray:
+    """``alpha z(tower) + (1 - alpha) z(ease)``, both standardised per row over the catalogue."""
+    return alpha * standardised(tower) + (1 - alpha) * standardised(ease)
+
+
+def choose_alpha(tower: np.ndarray, ease: np.ndarray, exclude: np.ndarray, validation: pd.DataFrame) -> tuple:
+    """The blend weight with the best validation HR@10 (ties: the larger alpha) and every alpha's HR@10."""
+    z_tower, z_ease = standardised(tower), standardised(ease)
+    found = {a: measures(a * z_tower + (1 - a) * z_ease, exclude, validation)[METRIC] for a in ALPHAS}
+    return max(found, key=lambda a: (found[a], a)), found
+
+
+def next_item_config(kind: str, setting: dict, seed: int, learning_rate: float = 1e-3) -> RunConfig:
+    """The two-tower whose user tower ``kind`` reads the last ``setting["L"]`` movies (full softmax, Adam)."""
+    changes = {"user_tower": kind, "history_length": setting["L"], "dropout": setting["dropout"]}
+    if kind == "sasrec":
+        changes["blocks"] = setting["blocks"]
+    return RunConfig().replace(
+        optimizer="adam",
+        learning_rate=learning_rate,
+        embedding_dim=setting["dim"],
+        negatives="catalogue",
+        seed=seed,
+        **changes,
+    )
+
+
+def train_next_item(
+    data: MovieLens,
+    kind: str,
+    setting: dict,
+    fit: pd.DataFrame,
+    early: Split,
+    seed: int,
+    *,
+    max_epochs: int = 200,
+    patience: int = 10,
+    learning_rate: float = 1e-3,
+    batch_size: int = 128,
+    loss: str = "softmax",
+    negatives: int = 0,
+    epoch_log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train tower ``kind`` with ``setting`` on ``fit`` SASRec's way (``models.sequential``: each sequence once,
+    every position predicting the next movie), early-stopped on ``early``'s filtered HR@10 (the tower reads
+    ``early.train``) with the best epoch's weights kept.  ``{"model", "trainer", "report", "config", "setting",
+    "kind"}`` (``epoch_log``: a line per epoch); ``report`` is ``EarlyStopping.report()`` with the training ``seconds`` and the ``sequences``."""
+    config = next_item_config(kind, setting, seed, learning_rate)
+    model = build_for(config, data, fit)
+    trainer = NextItemModel(
+        model.user_tower,
+        model.movie_tower,
+        loss=loss,
+        negatives=negatives,
+        sampling="popularity" if loss == "sampled" else "uniform",
+        popularity=np.bincount(fit["movie_idx"], minlength=data.num_movies + 1),
+        seed=seed,
+    )
+    sequences = next_item_sequences(fit, setting["L"], targets_ahead=setting.get("ahead", 1))
+
+    def score() -> float:
+        return filtered_topk_accuracy(model, early.train, early.test, [10])[10]
+
+    report_epoch = None if epoch_log is None else (lambda m: epoch_log(f"    {kind} seed {seed}: {m}"))
+    stopper = EarlyStopping(score, patience=patience, log=report_epoch)
+    started = time.perf_counter()
+    fit_next_item(
+        trainer,
+        sequences,
+        max_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        callbacks=[stopper],
+    )
+    report = stopper.report()
+    report["seconds"] = time.perf_counter() - started
+    report["sequences"] = len(sequences["history"])
+    return {"model": model, "trainer": trainer, "report": report, "config": config, "setting": setting, "kind": kind}
+
+
+def refit_next_item(
+    data: MovieLens, run: dict, frame: pd.DataFrame, seed: int, batch_size: int = 128, learning_rate: float = 1e-3
+) -> None:
+    """Retrain ``run``'s tower on ``frame`` (the whole training part) for its best epoch count, in place."""
+    model = build_for(run["config"], data, frame)
+    trainer = NextItemModel(model.user_tower, model.movie_tower, seed=seed)
+    sequences = next_item_sequences(frame, run["setting"]["L"], targets_ahead=run["setting"].get("ahead", 1))
+    fit_next_item(trainer, sequences, max(1, run["report"]["best_epoch"]), batch_size, learning_rate, seed)
+    run["model"] = model
+
+
+def recency_scores(data: MovieLens, frame: pd.DataFrame, choices: dict, histories: np.ndarray | None = None):
+    """Recency-weighted EASE (``choices["recency"]``) fitted on ``frame``, one row per history (default: every
+    user id's whole history in ``frame``)."""
+    recency = choices["recency"]
+    histories = user_histories(frame, data.num_users) if histories is None else histories
+    return baselines.recency_ease_scores(
+        frame, histories, data.num_users, data.num_movies, recency["lambda"], recency["a"], recency["tau"]
+    )
+
+
+def _towers(
+    data: MovieLens,
+    towers: dict[str, Sequence[dict]],
+    seeds: Sequence[int],
+    validation: Split,
+    score_test: Callable[[Any], np.ndarray],
+    test_ease: np.ndarray,
+    test_frame: pd.DataFrame,
+    exclude: np.ndarray,
+    choices: dict,
+    refit_frame: pd.DataFrame | None,
+    log: Callable[[str], None],
+    training: dict,
+) -> tuple[dict, dict]:
+    """Each tower kind: its setting chosen on the first seed's validation (among ``towers[kind]``), trained per
+    seed, its blend weight with recency-weighted EASE chosen on validation; the tower and the blend on test."""
+    val_exclude = seen(validation.train, data)
+    val_ease = recency_scores(data, validation.train, choices)
+    runs: dict[str, list[dict]] = {}
+    found: dict[str, Any] = {}
+    for kind, grid in towers.items():
+        first = seeds[0]
+        trials = [train_next_item(data, kind, s, validation.train, validation, first, **training) for s in grid]
+        best = max(trials, key=lambda t: t["report"]["best"])
+        setting = best["setting"]
+        tower_runs, blend_runs, details = [], [], []
+        for seed in seeds:
+            run = (
+                best
+                if seed == first
+                else train_next_item(data, kind, setting, validation.train, validation, seed, **training)
+            )
+            report = run["report"]
+            log(
+                f"  {kind} ({describe(setting, kind)}) seed {seed}: best validation HR@10 {report['best']:.4f} at "
+                f"epoch {report['best_epoch']} of {report['epochs']} ({report['seconds']:.0f} s)"
+            )
+            alpha, alphas = choose_alpha(
+                model_scores(run["model"], validation.train), val_ease, val_exclude, validation.test
+            )
+            if refit_frame is not None:
+                refit_next_item(
+                    data, run, refit_frame, seed, training.get("batch_size", 128), training.get("learning_rate", 1e-3)
+                )
+            scores = score_test(run["model"])
+            seconds = report["seconds"]
+            tower_runs.append({**measures(scores, exclude, test_frame), "seconds": seconds})
+            blend_runs.append({**measures(blend(scores, test_ease, alpha), exclude, test_frame), "seconds": seconds})
+            details.append({"seed": seed, "alpha": alpha, "alpha_validation": alphas, **report})
+        runs[next_item_name(kind, setting)] = tower_runs
+        runs[blend_name(kind)] = blend_runs
+        found[kind] = {
+            "setting": setting,
+            "grid": [{"setting": t["setting"], **t["report"]} for t in trials],
+            "seeds": details,
+        }
+    return runs, found
+
+
+def compare_protocol(
+    data: MovieLens,
+    protocol: str,
+    towers: dict[str, Sequence[dict]],
+    seeds: Sequence[int],
+    *,
+    choices: dict | None = None,
+    lambdas: Sequence[float] = RECENCY_LAMBDAS,
+    refit: bool = False,
+    log: Callable[[str], None] = say,
+    **training: Any,
+) -> dict[str, Any]:
+    """One protocol: the baselines (``choices``, or chosen on its validation over ``lambdas``) and each tower of
+    ``towers`` (``{kind: [setting, ...]}``, trained by ``train_next_item`` with ``training``), alone and blended
+    with recency-weighted EASE, on test.  Every run carries its ``seconds`` (fitting; the towers' training)."""
+    split = protocol_split(data, protocol)
+    validation = validation_for(split, protocol)
+    started = time.perf_counter()
+    if choices is None:
+        choices = choose_baselines(data, validation, lambdas)
+        log(f"{protocol}: baselines chosen on validation in {time.perf_counter() - started:.0f} s")
+    histories = user_histories(split.train, data.num_users)
+    exclude = seen(split.train, data)
+    seconds: dict[str, float] = {}
+    base = baseline_scores(data, split.train, histories, choices, seconds)
+    runs = {name: [{**measures(s, exclude, split.test), "seconds": seconds[name]}] for name, s in base.items()}
+    test_ease = next(s for name, s in base.items() if name.startswith(RECENCY_EASE))
+    tower_runs, found = _towers(
+        data,
+        towers,
+        seeds,
+        validation,
+        lambda model: model_scores(model, split.train),
+        test_ease,
+        split.test,
+        exclude,
+        choices,
+        split.train if refit else None,
+        lambda message: log(f"{protocol}: {message.strip()}"),
+        training,
+    )
+    return {
+        "choices": plain_json(choices),
+        "runs": {**runs, **tower_runs},
+        "towers": found,
+        "test": len(split.test),
+        "train": len(split.train),
+        "validation": len(validation.test),
+    }
+
+
+def compare_unseen(
+    data: MovieLens,
+    towers: dict[str, Sequence[dict]],
+    seeds: Sequence[int],
+    choices: dict,
+    *,
+    train_fraction: float = 0.8,
+    refit: bool = False,
+    log: Callable[[str], None] = say,
+    **training: Any,
+) -> dict[str, Any]:
+    """The global time cut's users without a training rating: the baselines (``choices``) and each tower (its
+    validation carved inside the time cut's training part as leave-latest-out carves it; no user id: these users
+    have none), each test rating scored from the user's earlier test-period ratings."""
+    queries = unseen_queries(data, train_fraction)
+    split, histories, exclude, test = queries["split"], queries["histories"], queries["exclude"], queries["test"]
+    validation = hold_out_latest(split.train, PROTOCOLS["leave_latest"], "validation")
+    seconds: dict[str, float] = {}
+    base = baseline_scores(data, split.train, histories, choices, seconds)
+    runs = {name: [{**measures(s, exclude, test), "seconds": seconds[name]}] for name, s in base.items()}
+    test_ease = next(s for name, s in base.items() if name.startswith(RECENCY_EASE))
+
+    def score_test(model) -> np.ndarray:
+        users = model.user_tower.embed(histories[:, -model.user_tower.length :])
+        return users @ model.movie_tower.embed_all().numpy().T
+
+    tower_runs, found = _towers(
+        data,
+        towers,
+        seeds,
+        validation,
+        score_test,
+        test_ease,
+        test,
+        exclude,
+        choices,
+        split.train if refit else None,
+        lambda message: log(f"unseen users: {message.strip()}"),
+        training,
+    )
+    return {
+        "runs": {**runs, **tower_runs},
+        "towers": found,
+        "test": len(test),
+        "share": queries["share"],
+        "time_cut_test": len(split.test),
+    }
+
+
+def sasrec_from_layers(
+    items: tf.keras.layers.Embedding,
+    positions: tf.keras.layers.Embedding,
+    norm_1: tf.keras.layers.Layer,
+    attention: tf.keras.layers.MultiHeadAttention,
+    norm_2: tf.keras.layers.Layer,
+    ffn: tf.keras.Sequential,
+    norm_out: tf.keras.layers.Layer,
+    output: tf.keras.layers.Dense,
+) -> SequenceTowerModel:
+    """The package's one-block SASRec tower (``towers.SequenceTower``, pre-norm) reading ``items`` and carrying
+    the other layers' weights: a causal block written out layer by layer next to the package's."""
+    length = int(positions.input_dim)
+    tower = SequenceTowerModel("sasrec", items, int(output.units), length, num_users=0, blocks=1)
+    tower.encode_positions({"user_id": np.zeros(1, np.int64), "history": np.ones((1, length), np.int64)})
+    block = tower.blocks[0]
+    pairs = [
+        (tower.positions, positions),
+        (block["norm"], norm_1),
+        (block["attention"], attention),
+        (block["ffn_norm"], norm_2),
+        (block["ffn"][0], ffn.layers[0]),
+        (block["ffn"][1], ffn.layers[1]),
+        (tower.final_norm, norm_out),
+        (tower.output_layer, output),
+    ]
+    for mine, theirs in pairs:
+        mine.set_weights(theirs.get_weights())
+    return tower
+
+
+def head_to_head(protocols: dict[str, dict], unseen: dict | None = None) -> pd.DataFrame:
+    """Filtered HR@10 (mean over seeds) of each tower, its blend and recency-weighted EASE and most popular, one
+    row per test, with the differences to recency-weighted EASE."""
+    rows = {}
+    tests = {**protocols, **({"unseen users": unseen} if unseen is not None else {})}
+    for test, found in tests.items():
+        runs = found["runs"]
+        for kind, tower in found["towers"].items():
+            name = next_item_name(kind, tower["setting"])
+            row = {
+                "tower": np.mean([r[METRIC] for r in runs[name]]),
+                "blend": np.mean([r[METRIC] for r in runs[blend_name(kind)]]),
+                RECENCY_EASE: next(v for k, v in runs.items() if k.startswith(RECENCY_EASE))[0][METRIC],
+                MOST_POPULAR: runs[MOST_POPULAR][0][METRIC],
+                "tower training (s)": np.mean([r["seconds"] for r in runs[name]]),
+            }
+            row["tower - " + RECENCY_EASE] = row["tower"] - row[RECENCY_EASE]
+            row["blend - " + RECENCY_EASE] = row["blend"] - row[RECENCY_EASE]
+            rows[f"{test}: {kind}"] = row
+    return pd.DataFrame(rows).T
 
 
 def length_curve(
-    data: MovieLens, protocol: str, config: RunConfig, lengths: Sequence[int], choices: dict | None = None
+    data: MovieLens,
+    protocol: str,
+    kind: str,
+    setting: dict,
+    lengths: Sequence[int],
+    choices: dict,
+    seed: int,
+    **training: Any,
 ) -> pd.DataFrame:
-    """Validation HR@10 against the history length L: the tower trained with each L (its chosen epochs), and
-    recency-weighted EASE (its validation choice) reading only the last L ratings."""
+    """Validation HR@10 against the history length L: the tower trained with each L (early-stopped, its best
+    epoch), and recency-weighted EASE (``choices``) reading only the last L ratings."""
     validation = validation_for(protocol_split(data, protocol), protocol)
-    choices = choices or choose_baselines(data, validation)
-    recency = choices["recency"]
     exclude = seen(validation.train, data)
     rows = []
     for length in lengths:
         histories = latest_histories(validation.train, np.arange(data.num_users + 1), int(length))
-        ease = baselines.recency_ease_scores(
-            validation.train,
-            histories,
-            data.num_users,
-            data.num_movies,
-            recency["lambda"],
-            recency["a"],
-            recency["tau"],
-        )
-        result = train(config.replace(history_length=int(length)), data, validation, verbose=0, curves=False)
+        ease = recency_scores(data, validation.train, choices, histories)
+        run = train_next_item(data, kind, {**setting, "L": int(length)}, validation.train, validation, seed, **training)
         rows.append(
             {
                 "L": int(length),
-                "tower": measures(model_scores(result.model, validation.train), exclude, validation.test)[TARGET],
-                RECENCY_EASE: measures(ease, exclude, validation.test)[TARGET],
+                "tower": run["report"]["best"],
+                RECENCY_EASE: measures(ease, exclude, validation.test)[METRIC],
             }
         )
     return pd.DataFrame(rows)
+
+
+def plain_json(value):
+    """NumPy scalars as Python numbers, tuple keys as text: a report ``json`` can write."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
 
 
 def plot_length_curve(curve: pd.DataFrame, tower: str, title: str):

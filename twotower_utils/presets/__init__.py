@@ -68,6 +68,7 @@ __all__ = [
     "read_chosen",
     "sequence_baselines",
     "sequence_model",
+    "sequence_next_item",
     "sequence_shared",
     "two_stage",
     "using",
@@ -365,6 +366,12 @@ def sequence_model(protocol: str, *, directory: str | Path | None = None, **chan
         return RunConfig().replace(**shared, user_tower=tower, epochs=chosen["epochs"])
 
     return _config("sequence", f"chosen.{protocol}", directory, build).replace(**changes)
+
+
+def sequence_next_item(directory: str | Path | None = None) -> dict[str, Any]:
+    """Notebook 09's tower trained SASRec's way: ``{"user_tower", "history_length", "blocks", "dropout",
+    "embedding_dim", "learning_rate", "batch_size", "max_epochs", "patience"}``."""
+    return dict(_entry(read_chosen("sequence", directory), "next_item", "sequence", directory))
 
 
 def sequence_baselines(protocol: str, directory: str | Path | None = None) -> dict[str, Any]:
