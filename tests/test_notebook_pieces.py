@@ -1,10 +1,12 @@
-"""The pieces notebooks 02-04 write out in sight give the package's numbers.
+"""The pieces the notebooks write out in sight give the package's numbers.
 
 Each notebook's cells tagged ``in-sight`` run here exactly as they stand in the notebook, on the tiny synthetic
 data, next to the package at the same seed: 02's Keras towers (``StringLookup`` + ``Embedding``) against
 ``build_for``'s towers, 03's ``tfrs.Model`` with its own ``compute_loss`` against ``TwoTowerModel`` trained by
-``training.train``, 04's NumPy count against ``topk_accuracy``.  Notebooks 01-05 also close with a summary
-built from the run and a few exercises.
+``training.train``, 04's NumPy count against ``topk_accuracy``, 06's EASE in NumPy against
+``baselines.ease_scores``, 11's two-device training step against the one-device step (in a fresh process).  The
+multitask, ranking and sequence notebooks' pieces are tested beside their smoke tests (tests/test_notebook_NN.py).
+Every notebook closes with a summary built from the run and a few exercises.
 """
 
 import math
@@ -24,7 +26,6 @@ from twotower_utils.models.two_tower import parameter_counts
 from twotower_utils.training import build_for, train
 
 TAG = "in-sight"
-CORE = ("01", "02", "03", "04", "05")
 
 
 def notebook(prefix: str) -> nbformat.NotebookNode:
@@ -118,8 +119,8 @@ def test_06_written_out_ease_is_the_packages(tiny_data, tiny_split):
     assert np.all(np.diag(cell["B"]) == 0)
 
 
-@pytest.mark.parametrize("prefix", CORE)
-def test_core_notebooks_close_with_a_summary_and_exercises(prefix):
+@pytest.mark.parametrize("prefix", [path.name[:2] for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))])
+def test_every_notebook_closes_with_a_summary_and_exercises(prefix):
     cells = notebook(prefix).cells
     summary, exercises = cells[-2], cells[-1]
     assert summary.cell_type == "code" and "what_we_learned(" in summary.source
@@ -186,3 +187,14 @@ def test_11_written_out_two_device_step_is_the_packages_fit():
     assert len(out["losses"]) == out["steps"] > 1
     assert out["moved"] > 0.1 and out["difference"] < 1e-5  # training moved the tables, the same way on both
     np.testing.assert_allclose(out["losses"], out["one_device_losses"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("prefix", [path.name[:2] for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))])
+def test_no_measured_number_is_typed_into_a_notebooks_prose(prefix):
+    """Results are printed by the run (a summary cell, a print): prose with a four-decimal figure or a
+    ``± std`` was typed from one run and goes stale.  Published numbers say they are reported."""
+    typed = re.compile(r"(?<![\d.$])\d\.\d{4,}|±\s*\d")
+    for cell in notebook(prefix).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                assert not typed.search(line) or "reported" in line, line

@@ -52,6 +52,18 @@ STUDY: dict[str, Any] = {
     "ensemble_members": "als,svd++,multitask",  # ranking: the blend chosen on validation (make ranking-tune)
     "rerank_model": "svd++",  # ranking: the rating model the blend's N and w were tuned with
     "candidate_counts": "10,25,50,100,200",  # ranking: every N of the two stages' trade-off
+    # sequence: SASRec's own setting as `make sequence-study` trains it (long histories, two blocks, early stopping
+    # with patience over up to 200 epochs), the baselines chosen in the notebook, and the quality-vs-L curve
+    "history_length": 200,
+    "blocks": 2,
+    "dropout": 0.2,
+    "sequence_learning_rate": 0.002,
+    "sequence_batch_size": 64,
+    "sequence_epochs": 200,
+    "patience": 5,
+    "tune_baselines": True,
+    "recency_lambdas": "50,200,800",
+    "history_lengths": "10,25,50,100,200",
     "ann_candidates": 1_000_000,  # serving: the synthetic catalogue of exact vs ScaNN search
 }
 _NO_DEFAULT = object()  # a default that is an expression, not a literal: any value goes
