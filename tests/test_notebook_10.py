@@ -1,4 +1,4 @@
-"""Notebook 10 (09 in the book's order): its written-out causal attention block gives the package's
+"""Notebook 10: its written-out causal attention block gives the package's
 ``SequenceTower.encode_positions`` (unit level, on tiny data), and the notebook runs headless in the series with
 small parameters (1 seed, 2 epochs, L 10, one point of the quality-vs-L curve) and records both temporal
 protocols with their baselines and blends, the unseen users of the time cut, the curve and the side-by-side table.

@@ -369,7 +369,7 @@ def sequence_model(protocol: str, *, directory: str | Path | None = None, **chan
 
 
 def sequence_next_item(directory: str | Path | None = None) -> dict[str, Any]:
-    """Notebook 09's tower trained SASRec's way: ``{"user_tower", "history_length", "blocks", "dropout",
+    """Notebook 10's tower trained SASRec's way: ``{"user_tower", "history_length", "blocks", "dropout",
     "embedding_dim", "learning_rate", "batch_size", "max_epochs", "patience"}``."""
     return dict(_entry(read_chosen("sequence", directory), "next_item", "sequence", directory))
 
