@@ -137,19 +137,19 @@ bench-serving: setup ## serving latency, exact vs ScaNN on synthetic catalogues 
 	$(BIN)/python benchmarks/bench_serving.py --model $(EXPORT_DIR) --catalogues $(CATALOGUES) \
 		--streaming-ids 1000000 --output $(OUTPUT_DIR)/bench/serving.json
 
-# Notebook 08's validation choices: the rating head (rating-only RMSE), then the joint task weights; cached per fold.
+# Notebook 07's validation choices: the rating head (rating-only RMSE), then the joint task weights; cached per fold.
 MT_FOLDS ?= 3
-multitask-tune: setup ## notebook 08's validation choices (MT_FOLDS=)
+multitask-tune: setup ## notebook 07's validation choices (MT_FOLDS=)
 	$(BIN)/python -m twotower_utils multitask --folds $(MT_FOLDS) --output-dir $(OUTPUT_DIR)/multitask
 
-# Notebook 07's validation choices: rating baselines and models, then the two stages' N and blend weight; cached per fold.
+# Notebook 08's validation choices: rating baselines and models, then the two stages' N and blend weight; cached per fold.
 RK_FOLDS ?= 3
-ranking-tune: setup ## notebook 07's validation choices (RK_FOLDS=)
+ranking-tune: setup ## notebook 08's validation choices (RK_FOLDS=)
 	$(BIN)/python -m twotower_utils ranking --folds $(RK_FOLDS) --output-dir $(OUTPUT_DIR)/ranking
 
-# Notebook 10's validation choices: sequence towers (validation HR@10 per epoch), then L; the baselines' a, tau, lambda.
+# Notebook 09's validation choices: sequence towers (validation HR@10 per epoch), then L; the baselines' a, tau, lambda.
 SEQ_EPOCHS ?= 5
-sequence-tune: setup ## notebook 10's validation choices (SEQ_EPOCHS=)
+sequence-tune: setup ## notebook 09's validation choices (SEQ_EPOCHS=)
 	$(BIN)/python -m twotower_utils sequence --epochs $(SEQ_EPOCHS) --output-dir $(OUTPUT_DIR)/sequence
 
 rating-study: setup ## stronger rating models (Bayesian MF, I-AutoRec, GLocal-K, a blend) on u1 and the seed split, 3 seeds

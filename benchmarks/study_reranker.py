@@ -22,7 +22,7 @@ model seed (``--seeds``):
 
 Prints the table (mean ± std and every seed, per split), LightGBM's feature importances (gain) and each stage's
 training and scoring seconds; writes everything to ``--output``.  The rating prediction is biased MF by ALS (the
-presets' settings; seconds, where the TensorFlow SVD++ of notebook 07 takes a minute); no sequence tower's score
+presets' settings; seconds, where the TensorFlow SVD++ of notebook 08 takes a minute); no sequence tower's score
 is used (a random split has no sequence protocol, and its training would double the cost).
 """
 

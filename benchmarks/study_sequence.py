@@ -4,7 +4,7 @@
         [--kinds sasrec gru] [--output results/sequence/study_sequence.json]
 
 For each temporal protocol (``experiments.sequence``: leave-one-out, leave-latest-out 80/20 per user by time) the
-validation is carved inside training exactly as notebook 10 carves it (``sequence.validation_for``: each user's
+validation is carved inside training exactly as notebook 09 carves it (``sequence.validation_for``: each user's
 last training ratings held out).  On it, and never on test:
 
 * recency-weighted EASE's and EASE's settings (``sequence.choose_baselines``);

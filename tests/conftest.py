@@ -110,16 +110,16 @@ SMALL = {
     "compare_dims": 8,
     "seeds": 1,  # notebook 06
     "walk_epochs": 2,
-    "best_epochs": 2,  # notebooks 06, 08, 09
+    "best_epochs": 2,  # notebooks 06, 07, 10
     "validation_folds": 2,
-    "model_epochs": 2,  # notebook 07
-    "ann_candidates": 20000,  # notebook 09
+    "model_epochs": 2,  # notebook 08
+    "ann_candidates": 20000,  # notebook 10
     "ann_queries": 100,
     "latency_calls": 100,
-    "rating_weights": 1,  # notebook 08: fewer joint points
+    "rating_weights": 1,  # notebook 07: fewer joint points
     "joint_rating_weight": 1,
     "stop_gradient_point": True,  # its retrieval must equal retrieval-only's exactly
-    "sequence_epochs": 2,  # notebook 10: short histories, one point of the quality-vs-L curve, one EASE lambda
+    "sequence_epochs": 2,  # notebook 09: short histories, one point of the quality-vs-L curve, one EASE lambda
     "history_length": 10,
     "history_lengths": "10",
     "recency_lambdas": "200",

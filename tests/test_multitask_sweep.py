@@ -1,4 +1,4 @@
-"""Notebook 08's machinery on tiny synthetic data and hand-made summaries: points, scales, Pareto, choices."""
+"""Notebook 07's machinery on tiny synthetic data and hand-made summaries: points, scales, Pareto, choices."""
 
 import math
 
@@ -165,12 +165,12 @@ def test_plot_task_losses_draws_both_tasks():
     assert [len(ax.lines) for ax in fig.axes] == [1, 1]
 
 
-def test_notebook_08_defaults_are_the_validation_choices():
+def test_notebook_07_defaults_are_the_validation_choices():
     import nbformat
 
     from tests.test_notebooks import NOTEBOOKS
 
-    cell = next(c for c in nbformat.read(NOTEBOOKS / "08_multitask.ipynb", as_version=4).cells if c.cell_type == "code")
+    cell = next(c for c in nbformat.read(NOTEBOOKS / "07_multitask.ipynb", as_version=4).cells if c.cell_type == "code")
     values = {}
     exec(cell.source, {}, values)
     head, joint = presets.multitask_head(), presets.joint_weights()

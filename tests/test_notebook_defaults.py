@@ -48,7 +48,7 @@ PRESETS = {
         "best_learning_rate_schedule": lambda: [best().learning_rate_schedule],
         "best_epochs": lambda: [best().epochs],
     },
-    "07": {
+    "08": {
         "model_epochs": lambda: [c.epochs for c in rating_models()] + [best().epochs],
         "rating_embedding_dim": lambda: [c.model.embedding_dim for c in rating_models()],
         "rating_learning_rate": lambda: [c.learning_rate for c in rating_models()],
@@ -58,7 +58,7 @@ PRESETS = {
         "learned_n": lambda: [presets.two_stage()["learned"]["N"]],
         "learned_hidden": lambda: [sum(presets.two_stage()["learned"]["layers"])],  # () is 0: linear
     },
-    "08": {
+    "07": {
         "best_embedding_dim": lambda: [best().model.embedding_dim, presets.multitask_model().model.embedding_dim],
         "best_epochs": lambda: [best().epochs],
         "best_learning_rate": lambda: [best().learning_rate],
@@ -67,8 +67,8 @@ PRESETS = {
         "rating_l2": lambda: [presets.multitask_model().model.rating_l2],
         "joint_rating_weight": lambda: [presets.multitask_model().model.rating_weight],
     },
-    "09": {"best_epochs": lambda: [best().epochs]},
-    "10": {  # the tower trained SASRec's way (presets: chosen.next_item)
+    "10": {"best_epochs": lambda: [best().epochs]},
+    "09": {  # the tower trained SASRec's way (presets: chosen.next_item)
         "tower_kind": lambda: [next_item()["user_tower"]],
         "history_length": lambda: [next_item()["history_length"]],
         "blocks": lambda: [next_item()["blocks"]],

@@ -1,4 +1,4 @@
-"""Notebook 07's machinery on tiny synthetic data: the rating table, the ensemble, the two stages, the choices."""
+"""Notebook 08's machinery on tiny synthetic data: the rating table, the ensemble, the two stages, the choices."""
 
 import json
 

@@ -189,5 +189,5 @@ def test_the_series_parameters_table():
         for line in parameters_table(numbered_notebooks(NOTEBOOKS)).splitlines()[2:]
     }
     assert "02, 03, 04, 05: `32`" in rows["embedding_dim"] and "07" not in rows["embedding_dim"]
-    assert "07: `64`" in rows["rating_embedding_dim"] and "06, 08: `128`" in rows["best_embedding_dim"]
-    assert "01" not in rows["epochs"] and "06, 08, 09: `20`" in rows["best_epochs"]
+    assert "08: `64`" in rows["rating_embedding_dim"] and "06, 07: `128`" in rows["best_embedding_dim"]
+    assert "01" not in rows["epochs"] and "06, 07, 10: `20`" in rows["best_epochs"]

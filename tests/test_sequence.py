@@ -1,4 +1,4 @@
-"""Notebook 10's machinery (experiments.sequence): temporal protocols, validation, baselines, towers trained
+"""Notebook 09's machinery (experiments.sequence): temporal protocols, validation, baselines, towers trained
 SASRec's way and their blends, unseen users."""
 
 import numpy as np

@@ -1,5 +1,5 @@
 """Baselines that every two-tower model must beat: random, most-popular and EASE; for the temporal protocols
-(notebook 10) also "movies like the user's last one" (item-to-item cosine) and recency-weighted EASE.
+(notebook 09) also "movies like the user's last one" (item-to-item cosine) and recency-weighted EASE.
 
 Each returns a score matrix ``[num_users + 1, num_movies + 1]`` indexed by the integer ids
 (row 0 and column 0, out-of-vocabulary, are unused), the shape of ``counting.seen_matrix``,

@@ -1,4 +1,4 @@
-"""Notebook 08's machinery: one model trained on retrieval and rating together, swept over the two task weights.
+"""Notebook 07's machinery: one model trained on retrieval and rating together, swept over the two task weights.
 
 Every point of the sweep is the same model (``models.multitask``: the best two-tower's towers and retrieval
 loss, plus a rating head) trained with ``loss = w_retrieval * retrieval + w_rating * rating``; rating-only is

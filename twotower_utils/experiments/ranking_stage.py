@@ -1,4 +1,4 @@
-"""Notebook 07's machinery: the ranking stage (rating models against their baselines) and two stages
+"""Notebook 08's machinery: the ranking stage (rating models against their baselines) and two stages
 (the best two-tower retrieves N candidates, a re-ranker orders them).
 
 **Rating models** (``models.ranking``, ``models.rating_baselines``) are judged by RMSE and MAE on the test
@@ -52,7 +52,7 @@ MOVIE_FEATURES = ("genres", "year")
 
 # --- the rating models ---------------------------------------------------------------------------------------
 
-# The rating models of notebook 07 (``presets.rating_models``: name -> RunConfig with a RatingSpec, in the table's
+# The rating models of notebook 08 (``presets.rating_models``: name -> RunConfig with a RatingSpec, in the table's
 # order) share the best two-tower's optimisation (Adam 0.01, batch 2048, cosine, 20 epochs): heads with and without
 # side features (the report's "richer features"), and implicit feedback (who rated what).  What make ranking-tune
 # tries around each (one axis: the penalty that decides how much it overfits; mean validation RMSE over the folds):
@@ -75,7 +75,7 @@ BASELINE_CLASSES = {
     "biased MF (ALS)": rating_baselines.BiasedMF,
 }
 # The ensemble: a least-squares blend of these members' predictions, its weights fitted on a validation fold.
-# The multitask model of notebook 08 (its joint weights, ``presets.multitask_model``) brings the retrieval task's
+# The multitask model of notebook 07 (its joint weights, ``presets.multitask_model``) brings the retrieval task's
 # "who rated what" signal.
 MULTITASK = "multitask, " + multitask_sweep.point_name(
     *(presets.joint_weights()[w] for w in ("retrieval_weight", "rating_weight"))
@@ -109,7 +109,7 @@ def fit_baseline(name: str, data: MovieLens, frame: pd.DataFrame, seed: int = 0,
 def fit_rating_model(name: str, data: MovieLens, split: Split, seed: int, overrides: dict[str, Any] | None = None):
     """Any model of the rating table, trained on ``split.train`` with model seed ``seed``: a baseline
     (``presets.rating_baselines``), a rating model (``presets.rating_models``) or the multitask model
-    (``MULTITASK``).  ``overrides`` (notebook 07's parameters: ``embedding_dim``, ``epochs``, ``learning_rate``,
+    (``MULTITASK``).  ``overrides`` (notebook 08's parameters: ``embedding_dim``, ``epochs``, ``learning_rate``,
     ``batch_size``) change the TensorFlow models; of them the multitask model, whose towers are the best
     two-tower's, takes only ``epochs``."""
     if name in BASELINE_CLASSES:

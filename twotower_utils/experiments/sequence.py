@@ -1,4 +1,4 @@
-"""Notebook 10's machinery: sequence user towers against history-reading baselines on the temporal protocols.
+"""Notebook 09's machinery: sequence user towers against history-reading baselines on the temporal protocols.
 
 Two protocols hold out each user's *latest* ratings: **leave-latest-out** (the latest 20% of each user's
 ratings) and **leave-one-out** (the single latest rating, ranked against the whole catalogue).  Their
@@ -12,7 +12,7 @@ every position predicting the next movie, early-stopped on validation HR@10), an
 EASE (``blend``: per-user z-scores, the weight chosen on validation).  ``compare_protocol`` runs one protocol,
 ``compare_unseen`` the **global time cut** (``splits.temporal_split``), where most test ratings come from users
 with no training rating at all: an id tower cannot serve them; a model that reads a history can, from the
-ratings the user gave earlier *inside the test period* (``data.history.histories_before``).  Notebook 10 and
+ratings the user gave earlier *inside the test period* (``data.history.histories_before``).  Notebook 09 and
 ``make sequence-study`` (``benchmarks/study_sequence.py``) both run on these.
 
 ``python -m twotower_utils sequence`` (``make sequence-tune``) makes the validation choices of the towers

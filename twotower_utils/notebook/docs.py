@@ -64,9 +64,9 @@ BENCHMARKS = (
 STUDIES = (
     Source("sweep/summary.json", "Embedding-dimension sweep (notebook 05)", "make sweep"),
     Source("tuning/tuning.json", "k-fold validation of the two-tower switches (notebook 06)", "make tune"),
-    Source("ranking/ranking_tuning.json", "Ranking stage validation (notebook 07)", "make ranking-tune"),
-    Source("multitask/multitask_tuning.json", "Multitask validation (notebook 08)", "make multitask-tune"),
-    Source("sequence/sequence_tuning.json", "Sequence tower validation (notebook 10)", "make sequence-tune"),
+    Source("ranking/ranking_tuning.json", "Ranking stage validation (notebook 08)", "make ranking-tune"),
+    Source("multitask/multitask_tuning.json", "Multitask validation (notebook 07)", "make multitask-tune"),
+    Source("sequence/sequence_tuning.json", "Sequence tower validation (notebook 09)", "make sequence-tune"),
     Source(
         "sequence/study_sequence_sasrec.json",
         "SASRec trained on every position, early-stopped, and its blend with recency-weighted EASE (3 seeds)",

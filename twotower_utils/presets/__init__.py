@@ -9,12 +9,12 @@ study           written by                                  what it chose
                 tune``)                                     lambda over the same folds
 ``ranking``     ``make ranking-tune`` (``... ranking``)     the rating models and their shared optimisation, the
                                                             rating baselines' settings, the two stages' blend,
-                                                            learned re-ranker and pipeline (notebook 07)
+                                                            learned re-ranker and pipeline (notebook 08)
 ``multitask``   ``make multitask-tune`` (``... multitask``)  the rating head, the rating-only model's tower L2, the
-                                                            joint task weights (notebook 08)
+                                                            joint task weights (notebook 07)
 ``sequence``    ``make sequence-tune`` (``... sequence``)   each temporal protocol's sequence tower, its epochs,
                                                             and the baselines' EASE / recency-weighted EASE settings
-                                                            (notebook 10)
+                                                            (notebook 09)
 ``dimension``   ``make sweep`` (``... sweep``)              the embedding dimension of the report's recipe
                                                             (notebook 05)
 ==============  ==========================================  =====================================================
@@ -264,7 +264,7 @@ def rating_shared(directory: str | Path | None = None) -> dict[str, Any]:
 
 
 def rating_models(directory: str | Path | None = None) -> dict[str, RunConfig]:
-    """The rating models of notebook 07, by name, in the table's order: each a ``RatingSpec`` on a ``RunConfig``
+    """The rating models of notebook 08, by name, in the table's order: each a ``RatingSpec`` on a ``RunConfig``
     with the shared optimisation (``make ranking-tune`` chose each one's penalty)."""
     chosen = read_chosen("ranking", directory)
     shared = rating_shared(directory)
@@ -330,7 +330,7 @@ def joint_weights(directory: str | Path | None = None) -> dict[str, Any]:
 
 
 def multitask_model(*, directory: str | Path | None = None, **changes: Any) -> RunConfig:
-    """Notebook 08's joint model: the best two-tower's run and towers with the chosen rating head and the
+    """Notebook 07's joint model: the best two-tower's run and towers with the chosen rating head and the
     chosen task weights (``MultitaskSpec``); ``changes`` override any of it."""
     best = best_two_tower(directory=directory)
     head, joint = multitask_head(directory), joint_weights(directory)
@@ -369,7 +369,7 @@ def sequence_model(protocol: str, *, directory: str | Path | None = None, **chan
 
 
 def sequence_next_item(directory: str | Path | None = None) -> dict[str, Any]:
-    """Notebook 10's tower trained SASRec's way: ``{"user_tower", "history_length", "blocks", "dropout",
+    """Notebook 09's tower trained SASRec's way: ``{"user_tower", "history_length", "blocks", "dropout",
     "embedding_dim", "learning_rate", "batch_size", "max_epochs", "patience"}``."""
     return dict(_entry(read_chosen("sequence", directory), "next_item", "sequence", directory))
 
