@@ -119,7 +119,7 @@ def run_variant(variant: str, epochs: int) -> dict:
         "eval_seconds": eval_seconds,
         "final_test_topk": final,
         "curves": "train top-k per epoch, test at the end" if metrics_in_training else "none",
-        "train_top09_per_epoch": history.history.get(metric_name(10)),
+        "train_top10_per_epoch": history.history.get(metric_name(10)),
         "setup_peak_rss_mb": setup_rss,
         "peak_rss_mb": _peak_rss_mb(),
         **_common(config, split),

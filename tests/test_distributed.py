@@ -117,7 +117,7 @@ MIRRORED = """
 
     # the per-epoch top-k curves (TopKCurves) under the strategy
     curves = [train(base, data, split, verbose=0, strategy=s).history for s in (None, make_strategy("mirrored", devices))]
-    out["curves"] = [history["val_factorized_top_k/top_09_categorical_accuracy"].tolist() for history in curves]
+    out["curves"] = [history["val_factorized_top_k/top_10_categorical_accuracy"].tolist() for history in curves]
 
     # one batch's gradient: one device vs the sum of the two replicas' gradients
     batch = {"user_id": split.train["user_idx"].to_numpy()[:200], "movie_title": split.train["movie_idx"].to_numpy()[:200]}

@@ -133,7 +133,7 @@ def test_best_dimension_is_chosen_on_validation_never_test():
     with pytest.raises(ValueError, match="validation"):
         sweep.best_dimension(summary, "test_top_10")
     table = sweep.by_dimension(summary)
-    assert table["seeds"].tolist() == [2, 2, 2] and "val_filtered_top_09_std" in table
+    assert table["seeds"].tolist() == [2, 2, 2] and "val_filtered_top_10_std" in table
     assert "| 32 |" in sweep.format_table(summary)
 
 
