@@ -105,3 +105,18 @@ def test_headline_table_keeps_the_recorded_order():
     lines = markdown(found).splitlines()
     assert lines[2] == "| b first | 0.5000 ± 0.0100 | 0.9000 |"
     assert lines[3] == "| a second | 0.1000 | 0.2000 |"
+
+
+def test_a_study_run_is_named_by_its_switch():
+    from twotower_utils.notebook.docs import run_command
+    from twotower_utils.notebook.runner import STUDY
+
+    declared = ["seed", "seeds", "side_roads", "validation_folds", "best_epochs"]
+    study = {name: STUDY[name] for name in ("seeds", "side_roads", "validation_folds")}
+    assert run_command("06", {**study, "best_epochs": 5}, declared) == (
+        "python -m twotower_utils run --study --only 06 -p best_epochs=5"
+    )
+    assert run_command("06", {"seeds": STUDY["seeds"]}, declared) == (
+        f"python -m twotower_utils run --only 06 -p seeds={STUDY['seeds']}"  # the other study values were not given
+    )
+    assert run_command("01", {}, ["seed"]) == "python -m twotower_utils run --only 01"

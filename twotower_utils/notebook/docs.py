@@ -31,7 +31,7 @@ from typing import Any
 
 from twotower_utils.experiments.headline import FILE as HEADLINE_FILE
 from twotower_utils.experiments.headline import markdown as headline_table
-from twotower_utils.notebook.runner import numbered_notebooks, parameters_table
+from twotower_utils.notebook.runner import STUDY, notebook_parameters, numbered_notebooks, parameters_table
 
 PROG = "python -m twotower_utils.notebook.docs"
 MAKE_DOCS = "make docs"
@@ -300,12 +300,16 @@ def papermill_record(executed: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("end_time") else None
 
 
-def run_command(number: str, parameters: dict[str, Any]) -> str:
-    """The runner's command line for one notebook with the parameters it ran with."""
-    parts = ["python -m twotower_utils run --only", number]
-    for name in sorted(parameters, key=natural_key):
-        if name not in SET_BY_RUNNER:
-            parts += ["-p", shlex.quote(f"{name}={parameters[name]}")]
+def run_command(number: str, parameters: dict[str, Any], declared: Iterable[str] = ()) -> str:
+    """The runner's command line for one notebook with the parameters it ran with: ``--study`` when every value of
+    ``STUDY`` that the notebook declares (``declared``: its parameter names) is among them."""
+    given = {name: value for name, value in parameters.items() if name not in SET_BY_RUNNER}
+    study = [name for name in STUDY if name in set(declared)]
+    studied = bool(study) and all(name in given and given[name] == STUDY[name] for name in study)
+    parts = ["python -m twotower_utils run", *(["--study"] if studied else []), "--only", number]
+    for name in sorted(given, key=natural_key):
+        if not (studied and name in study):
+            parts += ["-p", shlex.quote(f"{name}={given[name]}")]
     return " ".join(parts)
 
 
@@ -352,7 +356,7 @@ def render_notebook(notebook: Path, section: str | None, metrics: dict, results:
     took = f", in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
     if record is not None:
         when = utc_text(dt.datetime.fromisoformat(record["end_time"]))
-        command = run_command(number, record.get("parameters") or {})
+        command = run_command(number, record.get("parameters") or {}, notebook_parameters(notebook))
         lines += [
             f"Recorded by `{command}` on {when}{took} "
             f"(executed copy: `{results_label}/executed/{notebook.name}`; section {code(section)} "
