@@ -234,7 +234,7 @@ def _cli_run(command: list[str]) -> dict:
 
 
 def verdict(export: dict, catalogues: list[dict], stream: dict | None = None) -> dict:
-    """The two serving goals, measured: the fastest ScaNN setting with recall@10 >= 0.95 on the largest
+    """The two serving bars, measured: the fastest ScaNN setting with recall@10 >= 0.95 on the largest
     catalogue and its speed-up over the faster exact search (NumPy or TensorFlow); the export's single-query
     p50."""
     from twotower_utils.serving.index import pick_setting
