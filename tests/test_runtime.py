@@ -72,3 +72,17 @@ def test_xla_first_compilation_line_is_noise_and_real_lines_are_not():
     line = "I0000 00:00:1796137865.750891   14035 device_compiler.h:196] Compiled cluster using XLA!  This line is"
     assert is_noise(line, XLA_INFO)
     assert not is_noise("E0000 00:00:1.5 14035 device_compiler.h:196] compilation failed", XLA_INFO)
+
+
+def test_the_tf_data_rewrite_line_is_noise_and_real_errors_are_not():
+    from twotower_utils.runtime import TFDATA_REWRITE, is_noise
+
+    line = (
+        "2026-12-04 19:16:42.708295: E tensorflow/core/framework/node_def_util.cc:680] NodeDef mentions attribute "
+        "use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset; ...>"
+    )
+    assert is_noise(line, TFDATA_REWRITE)
+    assert not is_noise(
+        "E tensorflow/core/framework/node_def_util.cc:680] NodeDef mentions attribute x", TFDATA_REWRITE
+    )
+    assert not is_noise("E tensorflow/core/kernels/data/map.cc:1] an error", TFDATA_REWRITE)

@@ -41,6 +41,11 @@ XLA_INFO = (
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
     re.compile(r"^I\d{4} [\d:. ]+\d+ device_compiler\.h:\d+\] Compiled cluster using XLA!"),
 )
+# tf.data rewrites a parallel map inside a traced function into a plain MapDataset and TensorFlow 2.20 logs, at
+# error level, that the rewritten node carries an attribute the plain op does not declare; the attribute is ignored
+TFDATA_REWRITE = (
+    re.compile(r"node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool which is not in the op"),
+)
 SHOW_STARTUP_ENV = "TWOTOWER_SHOW_TF_STARTUP"
 HEADLESS_ENV = "TWOTOWER_HEADLESS"
 

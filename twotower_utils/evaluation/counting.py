@@ -53,7 +53,7 @@ import pandas as pd
 import tensorflow as tf
 
 from twotower_utils.data.pipeline import interactions_dataset
-from twotower_utils.runtime import XLA_INFO, filtered_stderr
+from twotower_utils.runtime import TFDATA_REWRITE, XLA_INFO, filtered_stderr
 
 
 class SeenMovies:
@@ -520,7 +520,8 @@ def filtered_topk_accuracy(
 
 def factorized_topk_reference(model, frame: pd.DataFrame, batch_size: int = 4096) -> dict[int, float]:
     """The same numbers the slow way: Keras ``evaluate`` with the TFRS task's ``FactorizedTopK``."""
-    results = model.evaluate(interactions_dataset(frame, batch_size, shuffle=False), return_dict=True, verbose=0)
+    with filtered_stderr(TFDATA_REWRITE):  # the candidates' tf.data map, rewritten inside Keras's test function
+        results = model.evaluate(interactions_dataset(frame, batch_size, shuffle=False), return_dict=True, verbose=0)
     found = {re.search(r"top_(\d+)_categorical", key): value for key, value in results.items()}
     return {int(match.group(1)): float(value) for match, value in found.items() if match}
 
