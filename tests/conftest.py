@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -13,6 +16,24 @@ import pytest
 import twotower_utils as tt
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import random_split
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+
+def run_script(code: str, timeout: float = 120, env: dict | None = None) -> dict:
+    """Run ``code`` in a fresh Python (from the repository root, the package and these tests importable); its last
+    stdout line is JSON, returned parsed.  For what TensorFlow fixes once per process (devices, the cluster)."""
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}", **(env or {})},
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def synthetic_movielens(num_users: int = 24, num_movies: int = 40, per_user: int = 12, seed: int = 0) -> MovieLens:

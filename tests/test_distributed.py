@@ -12,16 +12,13 @@ counted twice or halved) is off by percents from the first epoch.
 """
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import real_data_dir
+from conftest import real_data_dir, run_script
 
 from twotower_utils.config import ConfigError, MultitaskSpec
 from twotower_utils.distributed import (
@@ -34,23 +31,7 @@ from twotower_utils.distributed import (
 )
 from twotower_utils.training import train
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 RTOL = 1e-5
-
-
-def run_script(code: str, timeout: float = 120, env: dict | None = None) -> dict:
-    """Run ``code`` in a fresh Python; its last stdout line is JSON, returned parsed."""
-    completed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}", **(env or {})},
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def tf_config(cluster: dict, task_type: str, index: int) -> dict:

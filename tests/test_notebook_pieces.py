@@ -19,13 +19,14 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tests.conftest import NOTEBOOKS
+from tests.conftest import NOTEBOOKS, run_script
 from twotower_utils.data.pipeline import interactions_dataset
 from twotower_utils.evaluation.counting import topk_accuracy
 from twotower_utils.models.two_tower import parameter_counts
 from twotower_utils.training import build_for, train
 
 TAG = "in-sight"
+EVERY_NOTEBOOK = [path.name[:2] for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))]
 
 
 def notebook(prefix: str) -> nbformat.NotebookNode:
@@ -112,14 +113,13 @@ def test_06_written_out_ease_is_the_packages(tiny_data, tiny_split):
     base = {"ease_lambda": lam, "scores": {f"EASE (lambda {lam:g})": package}}
     cell = run_in_sight("06", data=tiny_data, split=tiny_split, base=base)
     assert cell["ease_in_sight"].shape == package.shape
-    np.testing.assert_allclose(
-        cell["ease_in_sight"], package, atol=1e-8
-    )  # the package adds a 1e-9 popularity tie-break
+    # the package adds a 1e-9 popularity tie-break
+    np.testing.assert_allclose(cell["ease_in_sight"], package, atol=1e-8)
     assert cell["ease_difference"] < 1e-8 and np.abs(cell["ease_in_sight"]).max() > 1e-3
     assert np.all(np.diag(cell["B"]) == 0)
 
 
-@pytest.mark.parametrize("prefix", [path.name[:2] for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))])
+@pytest.mark.parametrize("prefix", EVERY_NOTEBOOK)
 def test_every_notebook_closes_with_a_summary_and_exercises(prefix):
     cells = notebook(prefix).cells
     summary, exercises = cells[-2], cells[-1]
@@ -127,6 +127,7 @@ def test_every_notebook_closes_with_a_summary_and_exercises(prefix):
     assert exercises.cell_type == "markdown" and exercises.source.startswith("## Exercises")
     items = re.findall(r"^\d+\. ", exercises.source, flags=re.MULTILINE)
     assert 2 <= len(items) <= 3 and exercises.source.count("*Hint:*") == len(items)
+    assert "record_metrics(" in cells[-3].source  # the run's numbers are recorded before they are summarised
 
 
 NOTEBOOK_11_STEP = """
@@ -165,31 +166,14 @@ NOTEBOOK_11_STEP = """
 
 def test_11_written_out_two_device_step_is_the_packages_fit():
     """Two logical CPUs need a fresh process (TensorFlow fixes its devices once), so this runs in one."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import textwrap
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    completed = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(NOTEBOOK_11_STEP)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{root / 'tests'}"},
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    out = run_script(NOTEBOOK_11_STEP, timeout=300)
     assert out["cells"] == 2 and out["replicas"] == 2
     assert len(out["losses"]) == out["steps"] > 1
     assert out["moved"] > 0.1 and out["difference"] < 1e-5  # training moved the tables, the same way on both
     np.testing.assert_allclose(out["losses"], out["one_device_losses"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("prefix", [path.name[:2] for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))])
+@pytest.mark.parametrize("prefix", EVERY_NOTEBOOK)
 def test_no_measured_number_is_typed_into_a_notebooks_prose(prefix):
     """Results are printed by the run (a summary cell, a print): prose with a four-decimal figure or a
     ``± std`` was typed from one run and goes stale.  Published numbers say they are reported."""

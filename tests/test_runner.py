@@ -95,7 +95,7 @@ def test_each_notebook_gets_only_its_own_parameters_as_its_types(two_notebooks):
     assert plan[notebooks[1]] == {"embedding_dim": 16, "sweep_dims": "8", "widgets": False}
 
 
-def test_study_values_go_to_the_notebooks_that_have_them_and_p_still_wins(two_notebooks, monkeypatch):
+def test_study_values_go_to_the_notebooks_that_have_them_and_p_still_wins(two_notebooks, tmp_path, monkeypatch):
     from twotower_utils.notebook import runner
 
     monkeypatch.setattr(runner, "STUDY", {"rate": 0.5, "sweep_dims": "8 16 32", "seeds": 3})
@@ -104,7 +104,9 @@ def test_study_values_go_to_the_notebooks_that_have_them_and_p_still_wins(two_no
     assert runner.study_parameters(notebooks[:1]) == {"rate": 0.5}
     seen = []
     monkeypatch.setattr(runner, "run_notebook", lambda notebook, out, parameters, *a, **k: seen.append(parameters) or 0)
-    assert main(["--notebooks", str(two_notebooks), "--output-dir", "unused", "--study", "-p", "rate=2"]) == 0
+    assert (
+        main(["--notebooks", str(two_notebooks), "--output-dir", str(tmp_path / "out"), "--study", "-p", "rate=2"]) == 0
+    )
     assert seen == [{"rate": 2.0}, {"sweep_dims": "8 16 32"}]
 
 
