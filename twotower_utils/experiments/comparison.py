@@ -102,12 +102,13 @@ def measure_two_tower(
     config: RunConfig, data: MovieLens, split: Split, seeds: Sequence[int], ks, keep_models: bool = False
 ) -> list[dict]:
     """Train once per model seed (the split stays fixed) and evaluate each model; ``keep_models`` keeps each
-    trained model in its run (``run["model"]``, and the ``TrainingResult`` as ``run["result"]``) for later checks, so nothing is trained twice."""
+    training's ``TrainingResult`` in its run (``run["result"]``, the model is ``.model``) for later checks and
+    for serving, so nothing is trained twice."""
     runs = []
     for seed in progress(seeds, desc="model seeds", unit="seed", leave=False):
         result = train(config.replace(seed=seed), data, split, verbose=0, curves=False)
         run = {**measure_scores(model_scores(result.model), data, split, ks), "seconds": result.seconds}
-        runs.append({**run, "model": result.model, "result": result} if keep_models else run)
+        runs.append({**run, "result": result} if keep_models else run)
     return runs
 
 

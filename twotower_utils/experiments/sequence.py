@@ -440,10 +440,7 @@ def compare_protocol(
         log(f"{protocol}: baselines chosen on validation in {time.perf_counter() - started:.0f} s")
     histories = user_histories(split.train, data.num_users)
     exclude = seen(split.train, data)
-    seconds: dict[str, float] = {}
-    base = baseline_scores(data, split.train, histories, choices, seconds)
-    runs = {name: [{**measures(s, exclude, split.test), "seconds": seconds[name]}] for name, s in base.items()}
-    test_ease = next(s for name, s in base.items() if name.startswith(RECENCY_EASE))
+    runs, test_ease = _baseline_runs(data, split.train, histories, choices, exclude, split.test)
     tower_runs, found = _towers(
         data,
         towers,
@@ -468,6 +465,17 @@ def compare_protocol(
     }
 
 
+def _baseline_runs(
+    data: MovieLens, train: pd.DataFrame, histories: np.ndarray, choices: dict, exclude: np.ndarray, test: pd.DataFrame
+) -> tuple[dict[str, list[dict]], np.ndarray]:
+    """Every baseline (``choices``) fitted on ``train`` and measured on ``test``, one run each with its fitting and
+    scoring seconds; and recency-weighted EASE's test scores, the towers' blend partner."""
+    seconds: dict[str, float] = {}
+    base = baseline_scores(data, train, histories, choices, seconds)
+    runs = {name: [{**measures(s, exclude, test), "seconds": seconds[name]}] for name, s in base.items()}
+    return runs, next(s for name, s in base.items() if name.startswith(RECENCY_EASE))
+
+
 def compare_unseen(
     data: MovieLens,
     towers: dict[str, Sequence[dict]],
@@ -485,10 +493,7 @@ def compare_unseen(
     queries = unseen_queries(data, train_fraction)
     split, histories, exclude, test = queries["split"], queries["histories"], queries["exclude"], queries["test"]
     validation = hold_out_latest(split.train, PROTOCOLS["leave_latest"], "validation")
-    seconds: dict[str, float] = {}
-    base = baseline_scores(data, split.train, histories, choices, seconds)
-    runs = {name: [{**measures(s, exclude, test), "seconds": seconds[name]}] for name, s in base.items()}
-    test_ease = next(s for name, s in base.items() if name.startswith(RECENCY_EASE))
+    runs, test_ease = _baseline_runs(data, split.train, histories, choices, exclude, test)
 
     def score_test(model) -> np.ndarray:
         users = model.user_tower.embed(histories[:, -model.user_tower.length :])

@@ -304,7 +304,8 @@ def run_command(number: str, parameters: dict[str, Any], declared: Iterable[str]
     """The runner's command line for one notebook with the parameters it ran with: ``--study`` when every value of
     ``STUDY`` that the notebook declares (``declared``: its parameter names) is among them."""
     given = {name: value for name, value in parameters.items() if name not in SET_BY_RUNNER}
-    study = [name for name in STUDY if name in set(declared)]
+    declared = set(declared)
+    study = [name for name in STUDY if name in declared]
     studied = bool(study) and all(name in given and given[name] == STUDY[name] for name in study)
     parts = ["python -m twotower_utils run", *(["--study"] if studied else []), "--only", number]
     for name in sorted(given, key=natural_key):
