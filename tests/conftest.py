@@ -134,6 +134,8 @@ SMALL = {
     "best_epochs": 2,  # notebooks 06, 07, 10
     "validation_folds": 2,
     "model_epochs": 2,  # notebook 08
+    "u1_effort": "smoke",
+    "signal_candidates": "25,50",
     "ann_candidates": 20000,  # notebook 10
     "ann_queries": 100,
     "latency_calls": 100,

@@ -120,3 +120,19 @@ def test_notebook_08_runs_headless_and_records_the_ranking_stage(series):
             assert row["HR@10 filtered"] == pytest.approx(stage_one["HR@10 filtered"]), row["N"]
     assert set(section["beats_stage_one"]) >= {"pipeline", "beats stage one on both", "... on every seed"}
     assert (tmp_path / "figures" / "08_tradeoff.png").exists()
+
+    # like for like: the u1 rows (ridge biases need no epochs: 0.955 measured on u1.test), refitted, and a blend
+    u1 = section["u1"]
+    assert u1["split"] == "u1" and u1["refit"] is True and u1["effort"] == "smoke"
+    u1_rmse = {name: row["rmse"] for name, row in u1["summary"].items()}
+    assert set(u1_rmse) == {"biases", "time biases", "Bayesian timeMF", "blend (weights fitted on validation)"}
+    assert u1_rmse["biases"] == pytest.approx(0.955, abs=0.003)
+    assert u1_rmse["blend (weights fitted on validation)"] <= min(u1_rmse.values()) + 0.005
+    # every signal: the three re-rankers against stage one, the same kept stage one as the two-stage table's
+    signal_runs = section["every_signal"]["runs"]
+    assert len(signal_runs) == 4
+    assert signal_runs[rk.STAGE_ONE][0]["HR@10 filtered"] == pytest.approx(stage_one["HR@10 filtered"])
+    assert section["every_signal"]["chosen"]["N"] in (25, 50)
+    costs = {row["pipeline"]: row for row in section["cost_and_gain"]}
+    assert set(costs) == set(stages) | set(signal_runs)
+    assert all(row["seconds beyond stage one"] > 0 for name, row in costs.items() if name != rk.STAGE_ONE)

@@ -158,13 +158,22 @@ class TrainedModels:
         self.data, self.overrides = data, dict(overrides or {})
         self._kept: dict[tuple, tuple[Split, Any]] = {}  # key -> (its split, kept alive for the id, the model)
         self.trained = 0  # how many models were trained (not found kept)
+        self.seconds: dict[tuple, float] = {}  # (kind, name, split's name) -> training seconds, once per model
 
     def _get(self, what: tuple, split: Split, make: Callable[[], Any]) -> Any:
         key = (*what, id(split))
         if key not in self._kept:
+            start = time.perf_counter()
             self._kept[key] = (split, make())
+            self.seconds[(*what, split.name)] = time.perf_counter() - start
             self.trained += 1
         return self._kept[key][1]
+
+    def seconds_of(self, kind: str, name: Any = None) -> float:
+        """Mean training seconds of the kept models of one kind (``"rating"``, ``"stage one"``, ``"ease"``) and,
+        for rating models, one name; NaN when none was trained."""
+        found = [s for what, s in self.seconds.items() if what[0] == kind and (name is None or what[1] == name)]
+        return float(np.mean(found)) if found else float("nan")
 
     def rating(self, name: str, split: Split, seed: int):
         """``fit_rating_model(name, ...)`` on ``split.train``, model seed ``seed``."""
@@ -231,17 +240,13 @@ def rating_table(summaries: dict[str, dict]) -> pd.DataFrame:
     return comparison.table(summaries)
 
 
-def published_table(ours: float, name: str) -> pd.DataFrame:
-    """The published RMSEs (reported, with their protocols) beside our best."""
-    rows = [{"model": m, "protocol": p, "RMSE": r, "source": "reported"} for m, p, r in PUBLISHED]
-    rows.append(
-        {
-            "model": name,
-            "protocol": "random 80/20 (the report's split), mean of seeds",
-            "RMSE": ours,
-            "source": "measured here",
-        }
-    )
+def published_table(
+    ours: float, name: str, protocol: str = "random 80/20 (the report's split), mean of seeds", only: str = ""
+) -> pd.DataFrame:
+    """The published RMSEs (reported, with their protocols; ``only``: those whose protocol names it, e.g. ``"u1"``)
+    beside our best, measured on ``protocol``."""
+    rows = [{"model": m, "protocol": p, "RMSE": r, "source": "reported"} for m, p, r in PUBLISHED if only in p]
+    rows.append({"model": name, "protocol": protocol, "RMSE": ours, "source": "measured here"})
     return pd.DataFrame(rows).set_index("model").sort_values("RMSE")
 
 

@@ -52,6 +52,9 @@ STUDY: dict[str, Any] = {
     "ensemble_members": "als,svd++,multitask",  # ranking: the blend chosen on validation (make ranking-tune)
     "rerank_model": "svd++",  # ranking: the rating model the blend's N and w were tuned with
     "candidate_counts": "10,25,50,100,200",  # ranking: every N of the two stages' trade-off
+    "u1_models": "all",  # ranking: every rating model of the u1 study (rating_study.MODEL_NAMES)
+    "u1_tf_models": "multitask",  # ranking: notebook 07's model blended in on u1 as well
+    "u1_effort": "full",  # ranking: the samplers' and autoencoders' full schedules (make rating-study's)
     # sequence: SASRec's own setting as `make sequence-study` trains it (long histories, two blocks, early stopping
     # with patience over up to 200 epochs), the baselines chosen in the notebook, and the quality-vs-L curve
     "history_length": 200,
