@@ -152,12 +152,14 @@ SEQ_EPOCHS ?= 5
 sequence-tune: setup ## notebook 09's validation choices (SEQ_EPOCHS=)
 	$(BIN)/python -m twotower_utils sequence --epochs $(SEQ_EPOCHS) --output-dir $(OUTPUT_DIR)/sequence
 
+RATING_STUDY = --refit --tf-models multitask
 rating-study: setup ## stronger rating models (Bayesian MF, I-AutoRec, GLocal-K, a blend) on u1 and the seed split, 3 seeds
-	$(BIN)/python benchmarks/study_rating_models.py --splits u1 --output $(OUTPUT_DIR)/studies/rating_models_u1.json
-	$(BIN)/python benchmarks/study_rating_models.py --splits random --output $(OUTPUT_DIR)/studies/rating_models_random.json
+	$(BIN)/python benchmarks/study_rating_models.py --splits u1 $(RATING_STUDY) --output $(OUTPUT_DIR)/studies/rating_models_u1.json
+	$(BIN)/python benchmarks/study_rating_models.py --splits random $(RATING_STUDY) \
+		--output $(OUTPUT_DIR)/studies/rating_models_random.json
 
 reranker-study: setup ## stage one re-ranked with every signal: linear vs LightGBM lambdarank, 3 seeds, two random splits
-	$(BIN)/python benchmarks/study_reranker.py --output $(OUTPUT_DIR)/ranking/study_reranker.json
+	$(BIN)/python benchmarks/study_reranker.py --folds 3 --output $(OUTPUT_DIR)/ranking/study_reranker.json
 
 SEQUENCE_STUDY = --protocols leave_one_out leave_latest --patience 5 --batch-size 64 --learning-rate 0.002
 sequence-study: setup ## SASRec and GRU towers trained on every position, early-stopped, blended with recency-weighted EASE

@@ -120,3 +120,50 @@ def test_a_study_run_is_named_by_its_switch():
         f"python -m twotower_utils run --only 06 -p seeds={STUDY['seeds']}"  # the other study values were not given
     )
     assert run_command("01", {}, ["seed"]) == "python -m twotower_utils run --only 01"
+
+
+def test_the_rating_study_table_puts_u1_beside_the_seed_split(tmp_path):
+    import json
+
+    assert docs.rating_study_table(tmp_path) is None  # until both splits were run
+    (tmp_path / "studies").mkdir()
+    rows = {
+        "u1": {
+            "blend": {"rmse": 0.88612, "rmse_std": 0.001, "mae": 0.69},
+            "ALS": {"rmse": 0.9248, "rmse_std": 0.0, "mae": 0.731, "fit_seconds": 9.0, "refit_seconds": 10.4},
+        },
+        "random": {"ALS": {"rmse": 0.9091, "rmse_std": 0.0003, "mae": 0.719}},
+    }
+    for split, summary in rows.items():
+        found = {"splits": {split: {"summary": summary}}}
+        (tmp_path / "studies" / f"rating_models_{split}.json").write_text(json.dumps(found))
+    table = docs.rating_study_table(tmp_path).splitlines()
+    assert table[0].startswith("| model | u1 RMSE")
+    assert "| blend | 0.8861 ± 0.0010 | 0.6900 | – | – | – |" in table
+    assert "| ALS | 0.9248 ± 0.0000 | 0.7310 | 0.9091 ± 0.0003 | 0.7190 | 19 |" in table  # fit and refit
+
+
+def test_the_reranker_study_table_shows_every_split_and_seed(tmp_path):
+    import json
+
+    assert docs.reranker_study_table(tmp_path) is None
+    (tmp_path / "ranking").mkdir()
+    runs = {
+        "stage one": [{"HR@10 filtered": 0.17, "NDCG@10": 0.45}, {"HR@10 filtered": 0.19, "NDCG@10": 0.47}],
+        "LightGBM": [{"HR@10 filtered": 0.2, "NDCG@10": 0.5}, {"HR@10 filtered": 0.2, "NDCG@10": 0.5}],
+    }
+    found = {
+        "command": ["benchmarks/study_reranker.py", "--folds", "3"],
+        "splits": {"42": {"runs": runs}, "7": {"runs": {"stage one": runs["stage one"]}}},
+        "importances": [{"feature": "EASE score", "gain share": 0.5}],
+    }
+    (tmp_path / "ranking" / "study_reranker.json").write_text(json.dumps(found))
+    lines = docs.reranker_study_table(tmp_path).splitlines()
+    assert lines[0] == (
+        "| pipeline | split 42: HR@10 | NDCG@10 | every seed (HR@10) | split 7: HR@10 | NDCG@10 | every seed (HR@10) |"
+    )
+    assert (
+        "| stage one | 0.1800 ± 0.0100 | 0.4600 | 0.1700 0.1900 | 0.1800 ± 0.0100 | 0.4600 | 0.1700 0.1900 |" in lines
+    )
+    assert "| LightGBM | 0.2000 ± 0.0000 | 0.5000 | 0.2000 0.2000 | – | – | – |" in lines
+    assert lines[-1] == "LightGBM's largest shares of the total gain: EASE score 0.50."

@@ -23,6 +23,7 @@ import json
 import math
 import re
 import shlex
+import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -456,7 +457,8 @@ def render_results(results: Path, notebooks_dir: Path, results_label: str | None
 
 def rating_study_table(results: Path) -> str | None:
     """The rating-model study (``make rating-study``) as one table: test RMSE and MAE on u1 and on the report's
-    split, mean ± std over the seeds, and the fit time; ``None`` until both files exist."""
+    split, mean ± std over the seeds, and the fit time (with the refit on the whole training part when the study
+    refitted); ``None`` until both files exist."""
     found = {}
     for split in ("u1", "random"):
         path = results / "studies" / f"rating_models_{split}.json"
@@ -474,10 +476,50 @@ def rating_study_table(results: Path) -> str | None:
                 f"{row['mae']:.4f}",
                 f"{other['rmse']:.4f} ± {other['rmse_std']:.4f}" if other else "–",
                 f"{other['mae']:.4f}" if other else "–",
-                f"{row['fit_seconds']:.0f}" if "fit_seconds" in row else "–",
+                f"{row['fit_seconds'] + row.get('refit_seconds', 0.0):.0f}" if "fit_seconds" in row else "–",
             ]
         )
     return "\n".join(table(header, rows)).rstrip()
+
+
+def reranker_study_table(results: Path) -> str | None:
+    """The every-signal re-ranker study (``make reranker-study``): filtered HR@10 and NDCG@10 per pipeline and
+    split (mean ± std, and every seed's HR@10), then LightGBM's most useful features; ``None`` until it was run."""
+    path = results / "ranking" / "study_reranker.json"
+    if not path.exists():
+        return None
+    found = read_json_file(path)
+    splits = found["splits"]
+    header = ["pipeline"]
+    for split in splits:
+        header += [f"split {split}: HR@10", "NDCG@10", "every seed (HR@10)"]
+    names = list(dict.fromkeys(name for part in splits.values() for name in part["runs"]))
+    rows = []
+    for name in names:
+        row = [name]
+        for part in splits.values():
+            runs = part["runs"].get(name, [])
+            hr = [r["HR@10 filtered"] for r in runs]
+            ndcg = [r["NDCG@10"] for r in runs]
+            row += (
+                [
+                    f"{statistics.fmean(hr):.4f} ± {statistics.pstdev(hr):.4f}",
+                    f"{statistics.fmean(ndcg):.4f}",
+                    " ".join(f"{v:.4f}" for v in hr),
+                ]
+                if runs
+                else ["–", "–", "–"]
+            )
+        rows.append(row)
+    lines = table(header, rows)
+    top = found.get("importances", [])[:5]
+    if top:
+        lines.append(
+            "LightGBM's largest shares of the total gain: "
+            + ", ".join(f"{r['feature']} {r['gain share']:.2f}" for r in top)
+            + "."
+        )
+    return "\n".join(lines).rstrip()
 
 
 def fill_block(text: str, name: str, content: str) -> str:
@@ -532,6 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     if study is not None and findings.exists():
         changed = fill_page_blocks(findings, {"rating-study": f"{study}\n\nFrom `make rating-study`."})
         print(f"{'wrote' if changed else 'unchanged:'} {findings} (the rating-model study)")
+    reranker = reranker_study_table(args.results)
+    if reranker is not None and findings.exists():
+        command = " ".join(read_json_file(args.results / "ranking" / "study_reranker.json").get("command", []))
+        changed = fill_page_blocks(
+            findings, {"reranker-study": f"{reranker}\n\nFrom `make reranker-study` (`{command}`)."}
+        )
+        print(f"{'wrote' if changed else 'unchanged:'} {findings} (the re-ranker study)")
     running = args.output.parent / "running.md"
     if running.exists():
         table = parameters_table(numbered_notebooks(args.notebooks))

@@ -54,6 +54,7 @@ STUDY: dict[str, Any] = {
     "candidate_counts": "10,25,50,100,200",  # ranking: every N of the two stages' trade-off
     "u1_models": "all",  # ranking: every rating model of the u1 study (rating_study.MODEL_NAMES)
     "u1_tf_models": "multitask",  # ranking: notebook 07's model blended in on u1 as well
+    "signal_folds": 3,  # ranking: the every-signal re-rankers learn from three validation folds' lists
     "u1_effort": "full",  # ranking: the samplers' and autoencoders' full schedules (make rating-study's)
     # sequence: SASRec's own setting as `make sequence-study` trains it (long histories, two blocks, early stopping
     # with patience over up to 200 epochs), the baselines chosen in the notebook, and the quality-vs-L curve
