@@ -11,8 +11,8 @@ The towers are trained SASRec's way (``train_next_item`` over ``models.sequentia
 every position predicting the next movie, early-stopped on validation HR@10), and blended with recency-weighted
 EASE in two ways: ``blend`` (per-user z-scores, the weight chosen on validation), and a **learned re-ranker**
 of the blend's top N whose inputs are both scores and cheap signals (``choose_reranker``: the list length N and a
-linear listwise model or LightGBM's LambdaRank, chosen on two halves of the validation users, then refitted on all
-of them; ``apply_reranker`` on test).  ``compare_protocol`` runs one protocol,
+linear listwise model or LightGBM's LambdaRank, fitted on half of the validation users and chosen on the other
+half, then refitted on all of them; ``apply_reranker`` on test).  ``compare_protocol`` runs one protocol,
 ``compare_unseen`` the **global time cut** (``splits.temporal_split``), where most test ratings come from users
 with no training rating at all: an id tower cannot serve them; a model that reads a history can, from the
 ratings the user gave earlier *inside the test period* (``data.history.histories_before``).  Notebook 09 and
@@ -28,9 +28,10 @@ scores, to the presets (``twotower_utils/presets/sequence.json``); ``presets.seq
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from twotower_utils.experiments.workflow import load_data
 from twotower_utils.models.sequential import EarlyStopping, NextItemModel, fit_next_item, next_item_sequences
 from twotower_utils.models.towers import SequenceTower as SequenceTowerModel
 from twotower_utils.results import write_json_atomic
-from twotower_utils.runtime import say
+from twotower_utils.runtime import TFDATA_REWRITE, filtered_stderr, say
 from twotower_utils.training import build_for, train
 
 PROG = "python -m twotower_utils sequence"
@@ -390,7 +391,8 @@ def rerank_features(
 
 def reranked(ids: np.ndarray, rerank: np.ndarray, stage_one: np.ndarray) -> np.ndarray:
     """A score matrix for ``measures``: the candidates in the re-ranker's order (``reranking.two_stage_scores``)
-    above every other movie, which keeps stage one's order below them (so HR@100 still counts past N)."""
+    above every other movie, which keep stage one's order below them: HR@100 still counts past N (with N <= 100
+    it is stage one's own, the same movies in another order)."""
     top = reranking.two_stage_scores(ids, rerank, stage_one.shape[1] - 1)
     below = stage_one - stage_one.max(axis=1, keepdims=True)  # <= 0 < the candidates' 1..N
     return np.where(np.isfinite(top), top, below)
@@ -405,21 +407,34 @@ def make_reranker(ranker: str, seed: int) -> Any:
     raise ValueError(f"ranker must be one of {RERANKERS}, got {ranker!r}")
 
 
+@contextlib.contextmanager
+def _quiet_keras() -> Iterator[None]:
+    """The linear re-ranker's Keras fit and predict without TensorFlow's noise: the error-level line about a
+    rewritten tf.data node (``runtime.TFDATA_REWRITE``) and the retracing warning (each fitted network's first
+    predict traces anew)."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        with filtered_stderr(TFDATA_REWRITE):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _fit(ranker: str, seed: int, features: np.ndarray, labels: np.ndarray, names: list[str]) -> Any:
     model = make_reranker(ranker, seed)
-    return model.fit(features, labels) if ranker == "linear" else model.fit_lists(features, labels, names)
+    if ranker != "linear":
+        return model.fit_lists(features, labels, names)
+    with _quiet_keras():
+        return model.fit(features, labels)
 
 
 def _score(model: Any, features: np.ndarray) -> np.ndarray:
     if not isinstance(model, reranking.LearnedReranker):
         return model.score_lists(features)
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")  # each fitted network's first predict traces anew: TensorFlow's warning says so
-    try:
+    with _quiet_keras():
         return model.score(features)
-    finally:
-        logger.setLevel(level)
 
 
 def choose_reranker(
@@ -436,36 +451,33 @@ def choose_reranker(
     """The re-ranker and its list length N, chosen on validation (``tower``, ``ease`` and the blend
     ``stage_one`` scored from ``frame``, the validation's training part; ``held_out`` its held-out ratings):
     the held-out users are split in two halves (by ``seed``); each (N, ranker) is fitted on one half and judged
-    by HR@10 on the other, both ways, and the best mean wins (ties: the earlier in ``depths``, then ``rankers``).
-    The winner is refitted on every validation list.  ``{"n", "ranker", "validation", "stage_one", "tried",
-    "model", "names"}``: ``validation`` the winner's mean HR@10 on the halves, ``stage_one`` the blend's own,
+    by HR@10 on the other, and the best wins (ties: the earlier in ``depths``, then ``rankers``).  The winner is
+    refitted on every validation list.  ``{"n", "ranker", "validation", "stage_one", "tried", "model",
+    "names"}``: ``validation`` the winner's HR@10 on the judging half, ``stage_one`` the blend's own there,
     ``tried`` every pair's."""
     users = np.random.default_rng(seed).permutation(np.unique(held_out["user_idx"].to_numpy()))
-    halves = (users[: len(users) // 2], users[len(users) // 2 :])
+    fit, judge = users[: len(users) // 2], users[len(users) // 2 :]
+    judged = held_out[held_out["user_idx"].isin(judge)]
     num_movies = stage_one.shape[1] - 1
-    judged = [held_out[held_out["user_idx"].isin(half)] for half in halves[::-1]]  # each fit half's judge half
     tried, lists = {}, {}
     for n in depths:
         ids, features, names = rerank_features(tower, ease, stage_one, exclude, frame, n)
         labels = reranking.candidate_labels(ids, held_out, num_movies)
         lists[n] = (ids, features, labels, names)
         for ranker in rankers:
-            hits = []
-            for fit, judge, frame_judged in zip(halves, halves[::-1], judged, strict=True):
-                if not labels[fit].any():  # no positive among the half's candidates: nothing to learn from
-                    hits.append(0.0)
-                    continue
-                rerank = np.zeros(labels.shape)
-                rerank[judge] = _score(_fit(ranker, seed, features[fit], labels[fit], names), features[judge])
-                hits.append(measures(reranked(ids, rerank, stage_one), exclude, frame_judged)[METRIC])
-            tried[(n, ranker)] = float(np.mean(hits))
+            if not labels[fit].any():  # no positive among the half's candidates: nothing to learn from
+                tried[(n, ranker)] = 0.0
+                continue
+            rerank = np.zeros(labels.shape)
+            rerank[judge] = _score(_fit(ranker, seed, features[fit], labels[fit], names), features[judge])
+            tried[(n, ranker)] = float(measures(reranked(ids, rerank, stage_one), exclude, judged)[METRIC])
     n, ranker = max(tried, key=lambda key: (tried[key], -list(depths).index(key[0]), -list(rankers).index(key[1])))
     _, features, labels, names = lists[n]
     return {
         "n": int(n),
         "ranker": ranker,
         "validation": tried[(n, ranker)],
-        "stage_one": float(np.mean([measures(stage_one, exclude, part)[METRIC] for part in judged])),
+        "stage_one": float(measures(stage_one, exclude, judged)[METRIC]),
         "tried": [{"N": int(k[0]), "ranker": k[1], METRIC: v} for k, v in tried.items()],
         "model": _fit(ranker, seed, features, labels, names),
         "names": names,
@@ -538,7 +550,7 @@ def _towers(
             rerank_seconds = time.perf_counter() - started
             log(
                 f"  {kind} seed {seed}: re-ranker {chosen['ranker']} over the blend's top {chosen['n']}, validation "
-                f"HR@10 {chosen['validation']:.4f} on the halves (the blend {chosen['stage_one']:.4f})"
+                f"HR@10 {chosen['validation']:.4f} on the judging half (the blend {chosen['stage_one']:.4f})"
             )
             if refit_frame is not None:
                 refit_next_item(
