@@ -101,6 +101,9 @@ def test_notebook_09_runs_headless_and_records_the_sequence_towers(series):
         # measured)
         blend = find(table, "blend: sasrec")
         assert blend["HR@10"] >= find(table, "recency-weighted EASE")["HR@10"] - 0.01, protocol
+        # the learned re-ranker re-orders the blend's top N (N <= 100): the same top 100, so the same HR@100
+        reranked = find(table, "sasrec + recency-weighted EASE, learned re-ranker")
+        assert reranked["HR@100"] == pytest.approx(blend["HR@100"]) and reranked["seconds"] > tower["seconds"]
     unseen = section["unseen"]
     assert unseen["test"] == 17_048 and unseen["share"] == pytest.approx(0.8524, abs=1e-4)
     table = means(unseen["summaries"])

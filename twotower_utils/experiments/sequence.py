@@ -4,12 +4,15 @@ Two protocols hold out each user's *latest* ratings: **leave-latest-out** (the l
 ratings) and **leave-one-out** (the single latest rating, ranked against the whole catalogue).  Their
 validation is built the same way inside training (``splits.hold_out_latest``: each user's last training
 ratings), and everything is chosen there, never on test: EASE's lambda, recency-weighted EASE's lambda, a and
-tau, the tower's setting and epochs, the blend weight.  Every number is filtered (the user's training movies are
-left out of the ranking): HR@10, NDCG@10 and HR@100, from the one counting core.
+tau, the tower's setting and epochs, the blend weight, the re-ranker and its N.  Every number is filtered (the
+user's training movies are left out of the ranking): HR@10, NDCG@10 and HR@100, from the one counting core.
 
 The towers are trained SASRec's way (``train_next_item`` over ``models.sequential``: each user's sequence once,
 every position predicting the next movie, early-stopped on validation HR@10), and blended with recency-weighted
-EASE (``blend``: per-user z-scores, the weight chosen on validation).  ``compare_protocol`` runs one protocol,
+EASE in two ways: ``blend`` (per-user z-scores, the weight chosen on validation), and a **learned re-ranker**
+of the blend's top N whose inputs are both scores and cheap signals (``choose_reranker``: the list length N and a
+linear listwise model or LightGBM's LambdaRank, fitted on half of the validation users and chosen on the other
+half, then refitted on all of them; ``apply_reranker`` on test).  ``compare_protocol`` runs one protocol,
 ``compare_unseen`` the **global time cut** (``splits.temporal_split``), where most test ratings come from users
 with no training rating at all: an id tower cannot serve them; a model that reads a history can, from the
 ratings the user gave earlier *inside the test period* (``data.history.histories_before``).  Notebook 09 and
@@ -25,9 +28,10 @@ scores, to the presets (``twotower_utils/presets/sequence.json``); ``presets.seq
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +44,16 @@ from twotower_utils.config import RunConfig, SequenceTower
 from twotower_utils.data.history import histories_before, latest_histories, longest_history
 from twotower_utils.data.movielens import DataUnavailableError, MovieLens
 from twotower_utils.data.splits import Split, hold_out_latest, make_split, temporal_split
-from twotower_utils.evaluation import baselines
+from twotower_utils.evaluation import baselines, reranking
 from twotower_utils.evaluation.counting import filtered_topk_accuracy, seen_matrix, topk_accuracy
+from twotower_utils.evaluation.gbdt_reranker import GBDTReranker
 from twotower_utils.evaluation.metrics import model_scores, ranking_metrics
 from twotower_utils.experiments import comparison
 from twotower_utils.experiments.workflow import load_data
 from twotower_utils.models.sequential import EarlyStopping, NextItemModel, fit_next_item, next_item_sequences
 from twotower_utils.models.towers import SequenceTower as SequenceTowerModel
 from twotower_utils.results import write_json_atomic
-from twotower_utils.runtime import say
+from twotower_utils.runtime import TFDATA_REWRITE, filtered_stderr, say
 from twotower_utils.training import build_for, train
 
 PROG = "python -m twotower_utils sequence"
@@ -249,6 +254,11 @@ def blend_name(kind: str) -> str:
     return f"blend: {kind} + {RECENCY_EASE}"
 
 
+def rerank_name(kind: str) -> str:
+    """The learned re-ranker's row: ``"sasrec + recency-weighted EASE, learned re-ranker"``."""
+    return f"{kind} + {RECENCY_EASE}, learned re-ranker"
+
+
 def standardised(scores: np.ndarray) -> np.ndarray:
     """Each row's scores over the catalogue (columns 1..M) as z-scores; column 0 (out of vocabulary) stays 0."""
     body = np.asarray(scores, np.float64)[:, 1:]
@@ -358,6 +368,131 @@ def recency_scores(data: MovieLens, frame: pd.DataFrame, choices: dict, historie
     )
 
 
+# --- the second hybrid: the tower's score as an input of a learned re-ranker -----------------------------------
+
+RERANK_DEPTHS = (25, 50)  # the candidate lists' lengths N tried on validation (the blend's top N)
+RERANKERS = ("linear", "gbdt")  # reranking.LearnedReranker (listwise softmax) and gbdt_reranker.GBDTReranker
+
+
+def rerank_features(
+    tower: np.ndarray, ease: np.ndarray, stage_one: np.ndarray, exclude: np.ndarray, frame: pd.DataFrame, n: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The re-ranker's lists: each row's top ``n`` of ``stage_one`` (the blend; ``exclude``d movies out) and
+    ``reranking.candidate_features`` of them: the tower's and recency-weighted EASE's scores (raw and standardised
+    in the list), the blend's ``log(1 + rank)`` and the movie's popularity in ``frame`` (the training ratings the
+    scores were fitted on).  The user's activity is left out: constant within a list, a listwise model cannot use
+    it, and the unseen users' rows are queries, not user ids.  ``(ids, [rows, n, F] features, names)``."""
+    ids = reranking.candidates(stage_one, exclude, min(n, stage_one.shape[1] - 1))
+    scores = {"tower": reranking.gather(tower, ids), RECENCY_EASE: reranking.gather(ease, ids)}
+    features, names = reranking.candidate_features(ids, scores, frame)
+    keep = [i for i, name in enumerate(names) if not name.startswith("user activity")]
+    return ids, features[..., keep], [names[i] for i in keep]
+
+
+def reranked(ids: np.ndarray, rerank: np.ndarray, stage_one: np.ndarray) -> np.ndarray:
+    """A score matrix for ``measures``: the candidates in the re-ranker's order (``reranking.two_stage_scores``)
+    above every other movie, which keep stage one's order below them: HR@100 still counts past N (with N <= 100
+    it is stage one's own, the same movies in another order)."""
+    top = reranking.two_stage_scores(ids, rerank, stage_one.shape[1] - 1)
+    below = stage_one - stage_one.max(axis=1, keepdims=True)  # <= 0 < the candidates' 1..N
+    return np.where(np.isfinite(top), top, below)
+
+
+def make_reranker(ranker: str, seed: int) -> Any:
+    """A fresh re-ranker of kind ``ranker`` (``RERANKERS``), seeded."""
+    if ranker == "linear":
+        return reranking.LearnedReranker(seed=seed)
+    if ranker == "gbdt":
+        return GBDTReranker(seed=seed)
+    raise ValueError(f"ranker must be one of {RERANKERS}, got {ranker!r}")
+
+
+@contextlib.contextmanager
+def _quiet_keras() -> Iterator[None]:
+    """The linear re-ranker's Keras fit and predict without TensorFlow's noise: the error-level line about a
+    rewritten tf.data node (``runtime.TFDATA_REWRITE``) and the retracing warning (each fitted network's first
+    predict traces anew)."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        with filtered_stderr(TFDATA_REWRITE):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _fit(ranker: str, seed: int, features: np.ndarray, labels: np.ndarray, names: list[str]) -> Any:
+    model = make_reranker(ranker, seed)
+    if ranker != "linear":
+        return model.fit_lists(features, labels, names)
+    with _quiet_keras():
+        return model.fit(features, labels)
+
+
+def _score(model: Any, features: np.ndarray) -> np.ndarray:
+    if not isinstance(model, reranking.LearnedReranker):
+        return model.score_lists(features)
+    with _quiet_keras():
+        return model.score(features)
+
+
+def choose_reranker(
+    tower: np.ndarray,
+    ease: np.ndarray,
+    stage_one: np.ndarray,
+    exclude: np.ndarray,
+    frame: pd.DataFrame,
+    held_out: pd.DataFrame,
+    seed: int,
+    depths: Sequence[int] = RERANK_DEPTHS,
+    rankers: Sequence[str] = RERANKERS,
+) -> dict[str, Any]:
+    """The re-ranker and its list length N, chosen on validation (``tower``, ``ease`` and the blend
+    ``stage_one`` scored from ``frame``, the validation's training part; ``held_out`` its held-out ratings):
+    the held-out users are split in two halves (by ``seed``); each (N, ranker) is fitted on one half and judged
+    by HR@10 on the other, and the best wins (ties: the earlier in ``depths``, then ``rankers``).  The winner is
+    refitted on every validation list.  ``{"n", "ranker", "validation", "stage_one", "tried", "model",
+    "names"}``: ``validation`` the winner's HR@10 on the judging half, ``stage_one`` the blend's own there,
+    ``tried`` every pair's."""
+    users = np.random.default_rng(seed).permutation(np.unique(held_out["user_idx"].to_numpy()))
+    fit, judge = users[: len(users) // 2], users[len(users) // 2 :]
+    judged = held_out[held_out["user_idx"].isin(judge)]
+    num_movies = stage_one.shape[1] - 1
+    tried, lists = {}, {}
+    for n in depths:
+        ids, features, names = rerank_features(tower, ease, stage_one, exclude, frame, n)
+        labels = reranking.candidate_labels(ids, held_out, num_movies)
+        lists[n] = (ids, features, labels, names)
+        for ranker in rankers:
+            if not labels[fit].any():  # no positive among the half's candidates: nothing to learn from
+                tried[(n, ranker)] = 0.0
+                continue
+            rerank = np.zeros(labels.shape)
+            rerank[judge] = _score(_fit(ranker, seed, features[fit], labels[fit], names), features[judge])
+            tried[(n, ranker)] = float(measures(reranked(ids, rerank, stage_one), exclude, judged)[METRIC])
+    n, ranker = max(tried, key=lambda key: (tried[key], -list(depths).index(key[0]), -list(rankers).index(key[1])))
+    _, features, labels, names = lists[n]
+    return {
+        "n": int(n),
+        "ranker": ranker,
+        "validation": tried[(n, ranker)],
+        "stage_one": float(measures(stage_one, exclude, judged)[METRIC]),
+        "tried": [{"N": int(k[0]), "ranker": k[1], METRIC: v} for k, v in tried.items()],
+        "model": _fit(ranker, seed, features, labels, names),
+        "names": names,
+    }
+
+
+def apply_reranker(
+    chosen: dict, tower: np.ndarray, ease: np.ndarray, stage_one: np.ndarray, exclude: np.ndarray, frame: pd.DataFrame
+) -> np.ndarray:
+    """The chosen re-ranker (``choose_reranker``) on new scores (test): the blend's top ``chosen["n"]`` re-ordered,
+    as a score matrix for ``measures``."""
+    ids, features, _ = rerank_features(tower, ease, stage_one, exclude, frame, chosen["n"])
+    return reranked(ids, _score(chosen["model"], features), stage_one)
+
+
 def _towers(
     data: MovieLens,
     towers: dict[str, Sequence[dict]],
@@ -367,13 +502,17 @@ def _towers(
     test_ease: np.ndarray,
     test_frame: pd.DataFrame,
     exclude: np.ndarray,
+    test_train: pd.DataFrame,
     choices: dict,
     refit_frame: pd.DataFrame | None,
     log: Callable[[str], None],
     training: dict,
+    rerank_depths: Sequence[int] = RERANK_DEPTHS,
 ) -> tuple[dict, dict]:
     """Each tower kind: its setting chosen on the first seed's validation (among ``towers[kind]``), trained per
-    seed, its blend weight with recency-weighted EASE chosen on validation; the tower and the blend on test."""
+    seed, its blend weight with recency-weighted EASE chosen on validation, then a learned re-ranker of the blend's
+    top N over both scores (``choose_reranker``, on validation); the tower, the blend and the re-ranked blend on
+    test (``test_train``: the training ratings the test scores come from, the re-ranker's popularity)."""
     val_exclude = seen(validation.train, data)
     val_ease = recency_scores(data, validation.train, choices)
     runs: dict[str, list[dict]] = {}
@@ -383,7 +522,7 @@ def _towers(
         trials = [train_next_item(data, kind, s, validation.train, validation, first, **training) for s in grid]
         best = max(trials, key=lambda t: t["report"]["best"])
         setting = best["setting"]
-        tower_runs, blend_runs, details = [], [], []
+        tower_runs, blend_runs, rerank_runs, details = [], [], [], []
         for seed in seeds:
             run = (
                 best
@@ -395,8 +534,23 @@ def _towers(
                 f"  {kind} ({describe(setting, kind)}) seed {seed}: best validation HR@10 {report['best']:.4f} at "
                 f"epoch {report['best_epoch']} of {report['epochs']} ({report['seconds']:.0f} s)"
             )
-            alpha, alphas = choose_alpha(
-                model_scores(run["model"], validation.train), val_ease, val_exclude, validation.test
+            val_tower = model_scores(run["model"], validation.train)
+            alpha, alphas = choose_alpha(val_tower, val_ease, val_exclude, validation.test)
+            started = time.perf_counter()
+            chosen = choose_reranker(
+                val_tower,
+                val_ease,
+                blend(val_tower, val_ease, alpha),
+                val_exclude,
+                validation.train,
+                validation.test,
+                seed,
+                rerank_depths,
+            )
+            rerank_seconds = time.perf_counter() - started
+            log(
+                f"  {kind} seed {seed}: re-ranker {chosen['ranker']} over the blend's top {chosen['n']}, validation "
+                f"HR@10 {chosen['validation']:.4f} on the judging half (the blend {chosen['stage_one']:.4f})"
             )
             if refit_frame is not None:
                 refit_next_item(
@@ -404,11 +558,26 @@ def _towers(
                 )
             scores = score_test(run["model"])
             seconds = report["seconds"]
+            stage_one = blend(scores, test_ease, alpha)
             tower_runs.append({**measures(scores, exclude, test_frame), "seconds": seconds})
-            blend_runs.append({**measures(blend(scores, test_ease, alpha), exclude, test_frame), "seconds": seconds})
-            details.append({"seed": seed, "alpha": alpha, "alpha_validation": alphas, **report})
+            blend_runs.append({**measures(stage_one, exclude, test_frame), "seconds": seconds})
+            started = time.perf_counter()
+            two_stage = apply_reranker(chosen, scores, test_ease, stage_one, exclude, test_train)
+            rerank_seconds += time.perf_counter() - started
+            rerank_runs.append({**measures(two_stage, exclude, test_frame), "seconds": seconds + rerank_seconds})
+            reranker = {k: chosen[k] for k in ("n", "ranker", "validation", "stage_one", "tried", "names")}
+            details.append(
+                {
+                    "seed": seed,
+                    "alpha": alpha,
+                    "alpha_validation": alphas,
+                    "reranker": {**reranker, "seconds": rerank_seconds},
+                    **report,
+                }
+            )
         runs[next_item_name(kind, setting)] = tower_runs
         runs[blend_name(kind)] = blend_runs
+        runs[rerank_name(kind)] = rerank_runs
         found[kind] = {
             "setting": setting,
             "grid": [{"setting": t["setting"], **t["report"]} for t in trials],
@@ -426,12 +595,14 @@ def compare_protocol(
     choices: dict | None = None,
     lambdas: Sequence[float] = RECENCY_LAMBDAS,
     refit: bool = False,
+    rerank_depths: Sequence[int] = RERANK_DEPTHS,
     log: Callable[[str], None] = say,
     **training: Any,
 ) -> dict[str, Any]:
     """One protocol: the baselines (``choices``, or chosen on its validation over ``lambdas``) and each tower of
-    ``towers`` (``{kind: [setting, ...]}``, trained by ``train_next_item`` with ``training``), alone and blended
-    with recency-weighted EASE, on test.  Every run carries its ``seconds`` (fitting; the towers' training)."""
+    ``towers`` (``{kind: [setting, ...]}``, trained by ``train_next_item`` with ``training``), alone, blended
+    with recency-weighted EASE and re-ranked over both (the list lengths ``rerank_depths`` tried), on test.
+    Every run carries its ``seconds`` (fitting; the towers' training, plus the re-ranker's choice and fit)."""
     split = protocol_split(data, protocol)
     validation = validation_for(split, protocol)
     started = time.perf_counter()
@@ -450,10 +621,12 @@ def compare_protocol(
         test_ease,
         split.test,
         exclude,
+        split.train,
         choices,
         split.train if refit else None,
         lambda message: log(f"{protocol}: {message.strip()}"),
         training,
+        rerank_depths,
     )
     return {
         "choices": plain_json(choices),
@@ -484,12 +657,14 @@ def compare_unseen(
     *,
     train_fraction: float = 0.8,
     refit: bool = False,
+    rerank_depths: Sequence[int] = RERANK_DEPTHS,
     log: Callable[[str], None] = say,
     **training: Any,
 ) -> dict[str, Any]:
     """The global time cut's users without a training rating: the baselines (``choices``) and each tower (its
     validation carved inside the time cut's training part as leave-latest-out carves it; no user id: these users
-    have none), each test rating scored from the user's earlier test-period ratings."""
+    have none), each test rating scored from the user's earlier test-period ratings.  The blend and the learned
+    re-ranker are chosen on that validation's (seen) users and applied to these queries."""
     queries = unseen_queries(data, train_fraction)
     split, histories, exclude, test = queries["split"], queries["histories"], queries["exclude"], queries["test"]
     validation = hold_out_latest(split.train, PROTOCOLS["leave_latest"], "validation")
@@ -508,10 +683,12 @@ def compare_unseen(
         test_ease,
         test,
         exclude,
+        split.train,
         choices,
         split.train if refit else None,
         lambda message: log(f"unseen users: {message.strip()}"),
         training,
+        rerank_depths,
     )
     return {
         "runs": {**runs, **tower_runs},
@@ -554,8 +731,8 @@ def sasrec_from_layers(
 
 
 def head_to_head(protocols: dict[str, dict], unseen: dict | None = None) -> pd.DataFrame:
-    """Filtered HR@10 (mean over seeds) of each tower, its blend and recency-weighted EASE and most popular, one
-    row per test, with the differences to recency-weighted EASE."""
+    """Filtered HR@10 (mean over seeds) of each tower, its blend, its learned re-ranker, recency-weighted EASE and
+    most popular, one row per test, with the differences to recency-weighted EASE."""
     rows = {}
     tests = {**protocols, **({"unseen users": unseen} if unseen is not None else {})}
     for test, found in tests.items():
@@ -565,12 +742,14 @@ def head_to_head(protocols: dict[str, dict], unseen: dict | None = None) -> pd.D
             row = {
                 "tower": np.mean([r[METRIC] for r in runs[name]]),
                 "blend": np.mean([r[METRIC] for r in runs[blend_name(kind)]]),
+                "re-ranked": np.mean([r[METRIC] for r in runs[rerank_name(kind)]]),
                 RECENCY_EASE: next(v for k, v in runs.items() if k.startswith(RECENCY_EASE))[0][METRIC],
                 MOST_POPULAR: runs[MOST_POPULAR][0][METRIC],
                 "tower training (s)": np.mean([r["seconds"] for r in runs[name]]),
             }
             row["tower - " + RECENCY_EASE] = row["tower"] - row[RECENCY_EASE]
             row["blend - " + RECENCY_EASE] = row["blend"] - row[RECENCY_EASE]
+            row["re-ranked - " + RECENCY_EASE] = row["re-ranked"] - row[RECENCY_EASE]
             rows[f"{test}: {kind}"] = row
     return pd.DataFrame(rows).T
 
