@@ -161,7 +161,7 @@ rating-study: setup ## stronger rating models (Bayesian MF, I-AutoRec, GLocal-K,
 reranker-study: setup ## stage one re-ranked with every signal: linear vs LightGBM lambdarank, 3 seeds, two random splits
 	$(BIN)/python benchmarks/study_reranker.py --folds 3 --output $(OUTPUT_DIR)/ranking/study_reranker.json
 
-SEQUENCE_STUDY = --protocols leave_one_out leave_latest --patience 5 --batch-size 64 --learning-rate 0.002
+SEQUENCE_STUDY = --protocols leave_one_out leave_latest --patience 5 --batch-size 64 --learning-rate 0.002 --targets-ahead 5
 sequence-study: setup ## SASRec and GRU towers trained on every position, early-stopped, blended with recency-weighted EASE
 	$(BIN)/python benchmarks/study_sequence.py $(SEQUENCE_STUDY) --kinds sasrec --grid "L=200,blocks=2,dropout=0.2,dim=64" \
 		--unseen --output $(OUTPUT_DIR)/sequence/study_sequence_sasrec.json

@@ -19,7 +19,8 @@ Re-rankers (each returns ``[num_users + 1, N]`` scores for the candidates):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ import tensorflow as tf
 
 from twotower_utils.evaluation.counting import seen_matrix
 from twotower_utils.evaluation.metrics import top_k_lists
+from twotower_utils.runtime import TFDATA_REWRITE, filtered_stderr
 
 
 def candidates(scores: np.ndarray, exclude: np.ndarray | None, n: int) -> np.ndarray:
@@ -101,6 +103,21 @@ def candidate_labels(candidate_ids: np.ndarray, held_out: pd.DataFrame, num_movi
     return gather(positives, candidate_ids).astype(np.float32)
 
 
+@contextlib.contextmanager
+def quiet_keras() -> Iterator[None]:
+    """A small Keras model's fit and predict without TensorFlow's noise: the error-level line about a rewritten
+    tf.data node (``runtime.TFDATA_REWRITE``) and the retracing warning (each fitted network's first predict
+    traces anew)."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        with filtered_stderr(TFDATA_REWRITE):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 class LearnedReranker:
     """A linear model or a small MLP (hidden ``layers``) scoring each (user, candidate) from ``candidate_features``,
     trained with a listwise softmax loss: for each user, ``-mean over positives of log softmax(scores over the
@@ -131,14 +148,17 @@ class LearnedReranker:
         self.network.compile(optimizer=tf.keras.optimizers.Adam(self.learning_rate), loss=listwise_softmax_loss)
         data = tf.data.Dataset.from_tensor_slices(((x - self.mean) / self.scale, y))
         data = data.shuffle(len(x), seed=self.seed).batch(batch_users or len(x))
-        self.network.fit(data, epochs=self.epochs, verbose=0)
+        with quiet_keras():
+            self.network.fit(data, epochs=self.epochs, verbose=0)
         return self
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """``[users, N]`` re-ranking scores (higher first)."""
         if self.network is None:
             raise ValueError("fit the re-ranker first")
-        return self.network.predict((features - self.mean) / self.scale, batch_size=256, verbose=0).astype(np.float64)
+        with quiet_keras():
+            scores = self.network.predict((features - self.mean) / self.scale, batch_size=256, verbose=0)
+        return scores.astype(np.float64)
 
 
 def listwise_softmax_loss(labels: tf.Tensor, scores: tf.Tensor) -> tf.Tensor:

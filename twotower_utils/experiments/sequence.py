@@ -28,10 +28,9 @@ scores, to the presets (``twotower_utils/presets/sequence.json``); ``presets.seq
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from twotower_utils.experiments.workflow import load_data
 from twotower_utils.models.sequential import EarlyStopping, NextItemModel, fit_next_item, next_item_sequences
 from twotower_utils.models.towers import SequenceTower as SequenceTowerModel
 from twotower_utils.results import write_json_atomic
-from twotower_utils.runtime import TFDATA_REWRITE, filtered_stderr, say
+from twotower_utils.runtime import say
 from twotower_utils.training import build_for, train
 
 PROG = "python -m twotower_utils sequence"
@@ -407,34 +406,13 @@ def make_reranker(ranker: str, seed: int) -> Any:
     raise ValueError(f"ranker must be one of {RERANKERS}, got {ranker!r}")
 
 
-@contextlib.contextmanager
-def _quiet_keras() -> Iterator[None]:
-    """The linear re-ranker's Keras fit and predict without TensorFlow's noise: the error-level line about a
-    rewritten tf.data node (``runtime.TFDATA_REWRITE``) and the retracing warning (each fitted network's first
-    predict traces anew)."""
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel("ERROR")
-    try:
-        with filtered_stderr(TFDATA_REWRITE):
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _fit(ranker: str, seed: int, features: np.ndarray, labels: np.ndarray, names: list[str]) -> Any:
     model = make_reranker(ranker, seed)
-    if ranker != "linear":
-        return model.fit_lists(features, labels, names)
-    with _quiet_keras():
-        return model.fit(features, labels)
+    return model.fit(features, labels) if ranker == "linear" else model.fit_lists(features, labels, names)
 
 
 def _score(model: Any, features: np.ndarray) -> np.ndarray:
-    if not isinstance(model, reranking.LearnedReranker):
-        return model.score_lists(features)
-    with _quiet_keras():
-        return model.score(features)
+    return model.score(features) if isinstance(model, reranking.LearnedReranker) else model.score_lists(features)
 
 
 def choose_reranker(
