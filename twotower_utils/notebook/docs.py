@@ -467,7 +467,7 @@ def rating_study_table(results: Path) -> str | None:
         found[split] = read_json_file(path)["splits"][split]["summary"]
     header = ["model", "u1 RMSE", "u1 MAE", "seed split RMSE", "seed split MAE", "fit s (u1)"]
     rows = []
-    for name, row in found["u1"].items():
+    for name, row in sorted(found["u1"].items(), key=lambda item: -item[1]["rmse"]):  # the best last
         other = found["random"].get(name, {})
         rows.append(
             [
@@ -493,7 +493,13 @@ def reranker_study_table(results: Path) -> str | None:
     header = ["pipeline"]
     for split in splits:
         header += [f"split {split}: HR@10", "NDCG@10", "every seed (HR@10)"]
-    names = list(dict.fromkeys(name for part in splits.values() for name in part["runs"]))
+    first = next(iter(splits.values()))["runs"]
+
+    def first_hit_rate(name: str) -> float:  # rows by the first split's mean HR@10, the lowest (stage one) first
+        runs = first.get(name, [])
+        return statistics.fmean(r["HR@10 filtered"] for r in runs) if runs else math.inf
+
+    names = sorted(dict.fromkeys(name for part in splits.values() for name in part["runs"]), key=first_hit_rate)
     rows = []
     for name in names:
         row = [name]
@@ -576,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'wrote' if changed else 'unchanged:'} {findings} (the rating-model study)")
     reranker = reranker_study_table(args.results)
     if reranker is not None and findings.exists():
-        command = " ".join(read_json_file(args.results / "ranking" / "study_reranker.json").get("command", []))
+        argv = read_json_file(args.results / "ranking" / "study_reranker.json").get("command", [])
+        command = " ".join(a for i, a in enumerate(argv) if a != "--output" and (i == 0 or argv[i - 1] != "--output"))
         changed = fill_page_blocks(
             findings, {"reranker-study": f"{reranker}\n\nFrom `make reranker-study` (`{command}`)."}
         )
