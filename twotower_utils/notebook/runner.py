@@ -65,6 +65,7 @@ STUDY: dict[str, Any] = {
     "sequence_batch_size": 64,
     "sequence_epochs": 200,
     "patience": 5,
+    "targets_ahead": 5,  # sequence: leave-latest-out also tries the next five movies as targets
     "tune_baselines": True,
     "recency_lambdas": "50,200,800",
     "history_lengths": "10,25,50,100,200",
