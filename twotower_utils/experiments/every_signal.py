@@ -47,6 +47,7 @@ GRID = (
 )
 CANDIDATES = (25, 50, 100)
 COLUMNS = (HR, "NDCG@10")
+SIGNALS = "signals: EASE, recency-weighted EASE, ALS (fit)"  # the clock's name for fitting them
 LINEAR_OWN = "linear re-ranker, its inputs"
 LINEAR_ALL = "linear re-ranker, every feature"
 GBDT = "LightGBM lambdarank"
@@ -96,7 +97,7 @@ def fit_signals(data: MovieLens, frame: pd.DataFrame, clock: Clock) -> ltr_featu
     """Every signal of ``ltr_features`` fitted on ``frame``, with the presets' settings (EASE's lambda, recency-
     weighted EASE's, biased MF by ALS)."""
     return clock.time(
-        "signals: EASE, recency-weighted EASE, ALS (fit)",
+        SIGNALS,
         ltr_features.fit_signals,
         frame,
         data.num_users,
@@ -193,7 +194,8 @@ def run_split(
 ) -> dict[str, Any]:
     """Stage one alone, the linear re-ranker on its inputs and on every feature, and LightGBM, on ``split``'s test
     for every seed of ``seeds`` (``stage_one(part, seed)``: stage one's score matrix trained on ``part.train``).
-    Returns ``{"runs": {pipeline: [per-seed measures]}, "chosen": ..., "importances": frame, "clock": Clock}``."""
+    Returns ``{"runs": {pipeline: [per-seed measures]}, "chosen": ..., "importances": frame, "clock": Clock,
+    "folds": how many}``."""
     if not folds:
         raise ValueError("the re-rankers need at least one validation fold to learn from")
     clock = Clock() if clock is None else clock
@@ -273,7 +275,7 @@ def run_split(
         )
     table = pd.concat(importances)
     mean_gain = table.groupby("feature")[["gain share", "splits"]].mean().sort_values("gain share", ascending=False)
-    return {"runs": runs, "chosen": chosen, "importances": mean_gain, "clock": clock}
+    return {"runs": runs, "chosen": chosen, "importances": mean_gain, "clock": clock, "folds": len(folds)}
 
 
 def results_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
@@ -293,7 +295,6 @@ def results_table(runs: dict[str, list[dict]]) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
-SIGNALS = "signals: EASE, recency-weighted EASE, ALS (fit)"
 # The clock's stages each re-ranker needs beyond stage one (the signals and features are shared by all three)
 STAGES = {
     LINEAR_OWN: (SIGNALS, "features", "linear re-ranker (fit)", "linear re-ranker (score)"),
@@ -329,8 +330,6 @@ def pipeline_seconds(
     stage one on the fold and its linear re-ranker's fit (the clock's, the same model on the same inputs); the
     every-signal re-rankers their stages (``extra_seconds``) and stage one on each fold."""
     stage_one = models.seconds_of("stage one")
-    folds = found["clock"].seconds.get(SIGNALS, [None, None])
-    fold_count = max(len(folds) - 1, 1)  # the signals are fitted once per fold and once on the split
     rating = models.seconds_of("rating", rating_model)
     linear_fit = float(np.mean(found["clock"].seconds.get("linear re-ranker (fit)", [np.nan])))
     extra = {}
@@ -339,7 +338,7 @@ def pipeline_seconds(
             extra[name] = rating
         elif name.startswith("(c)"):
             extra[name] = 2 * rating + 2 * models.seconds_of("ease") + stage_one + linear_fit
-    extra.update({name: seconds + fold_count * stage_one for name, seconds in extra_seconds(found).items()})
+    extra.update({name: seconds + found["folds"] * stage_one for name, seconds in extra_seconds(found).items()})
     return stage_one, extra
 
 

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from twotower_utils.data.movielens import MovieLens
 from twotower_utils.data.splits import Split, validation_split
-from twotower_utils.evaluation.rating import predict_frame
+from twotower_utils.evaluation.rating import predict_frame, rating_errors
 from twotower_utils.models.autorec import GLocalK, IAutoRec
 from twotower_utils.models.bayesian_mf import BayesianMF, TimeBiases
 from twotower_utils.models.ranking import RatingBlend
@@ -43,8 +43,7 @@ BLEND = "blend (weights fitted on validation)"
 
 def rmse_mae(predicted: np.ndarray, frame: pd.DataFrame) -> dict[str, float]:
     """Test RMSE and MAE of ``predicted`` against ``frame``'s ratings."""
-    error = np.asarray(predicted, np.float64) - frame["user_rating"].to_numpy(np.float64)
-    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
+    return rating_errors(predicted, frame["user_rating"].to_numpy())
 
 
 def predictions(model, frame: pd.DataFrame) -> np.ndarray:
@@ -183,14 +182,15 @@ def run_split(
                 start = time.perf_counter()
                 model = fit(settings, data, fold.train, fold.test, seed)
                 seconds = time.perf_counter() - start
-                score = rmse_mae(predictions(model, fold.test), fold.test)["rmse"]
+                predicted = predictions(model, fold.test)
+                score = rmse_mae(predicted, fold.test)["rmse"]
                 epoch = f", best epoch {model.best_epoch}" if hasattr(model, "best_epoch") else ""
                 log(f"  {name} {settings}: validation RMSE {score:.4f} ({seconds:.0f} s{epoch})")
                 if best is None or score < best[0]:
-                    best = (score, settings, model, seconds)
-            score, settings, model, seconds = best
+                    best = (score, settings, model, seconds, predicted)
+            score, settings, model, seconds, predicted = best
             chosen[name] = settings
-            validation_columns.append(predictions(model, fold.test))
+            validation_columns.append(predicted)
             run = {"seed": seed, "validation_rmse": score, "fit_seconds": seconds}
             if refit:
                 start = time.perf_counter()
